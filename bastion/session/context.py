@@ -1,0 +1,47 @@
+"""The context handed to the handler of one incoming request."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bastion.protocol import messages
+from bastion.protocol.jsonrpc import Notification, RequestId
+
+if TYPE_CHECKING:
+    from bastion.session.core import Session
+
+
+@dataclass(slots=True)
+class IncomingRequest:
+    """One request being served: its id, method, params and a way to report progress."""
+
+    session: Session
+    id: RequestId
+    method: str
+    params: dict[str, Any]
+    progress_token: str | int | None = None
+    _last_progress: float | None = field(default=None, repr=False)
+
+    async def notify(self, notification: Notification) -> None:
+        """Send a notification related to this request (progress, log messages)."""
+        await self.session.send_notification(notification)
+
+    async def report_progress(
+        self, progress: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Send progress if the requester asked for it; values must increase."""
+        if self.progress_token is None:
+            return
+        if self._last_progress is not None and progress <= self._last_progress:
+            raise ValueError(
+                f"progress must increase: {progress} after {self._last_progress}"
+            )
+        self._last_progress = progress
+        await self.notify(messages.progress(self.progress_token, progress, total, message))
+
+    @property
+    def cancelled(self) -> bool:
+        task = asyncio.current_task()
+        return bool(task and task.cancelling())

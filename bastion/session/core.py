@@ -1,0 +1,393 @@
+"""A JSON-RPC peer over a channel: correlation, ids, timeouts, cancellation and progress.
+
+`Session` is symmetric: it sends requests and notifications, and serves the peer's requests
+through a handler, each in its own task so a slow handler never blocks the reader. It knows
+nothing of MCP features; the client and server sessions build the lifecycles on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from bastion.protocol import messages
+from bastion.protocol.errors import InternalError, InvalidRequest, MCPError
+from bastion.protocol.jsonrpc import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    EnvelopeError,
+    ErrorResponse,
+    Message,
+    Notification,
+    Request,
+    RequestId,
+    Response,
+    dumps,
+    error_response,
+    from_object,
+    loads,
+)
+from bastion.protocol.meta import PROGRESS_TOKEN, progress_token
+from bastion.session.context import IncomingRequest
+from bastion.session.errors import PeerClosed, RequestTimeout
+from bastion.transport.base import Channel, EndOfStream, FrameTooLarge
+
+logger = logging.getLogger("bastion.session")
+
+RequestHandler = Callable[[IncomingRequest], Awaitable[dict[str, Any]]]
+NotificationHandler = Callable[[Notification], Awaitable[None]]
+ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None] | None]
+
+DEFAULT_TIMEOUT = 60.0
+#: No request waits longer than this, however much progress it reports.
+DEFAULT_MAX_TIMEOUT = 600.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    method: str
+    future: asyncio.Future[dict[str, Any]]
+    on_progress: ProgressCallback | None = None
+    last_activity: float = field(default_factory=time.monotonic)
+    last_progress: float | None = None
+
+
+class Session:
+    """One JSON-RPC conversation over a `Channel`."""
+
+    def __init__(
+        self,
+        channel: Channel,
+        *,
+        name: str = "peer",
+        on_request: RequestHandler | None = None,
+        on_notification: NotificationHandler | None = None,
+        reply_to_garbage: bool = True,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        default_timeout: float = DEFAULT_TIMEOUT,
+        max_timeout: float = DEFAULT_MAX_TIMEOUT,
+        describe_close: Callable[[], str] | None = None,
+    ) -> None:
+        self.channel = channel
+        self.name = name
+        self.on_request = on_request
+        self.on_notification = on_notification
+        self.reply_to_garbage = reply_to_garbage
+        self.max_message_size = max_message_size
+        self.default_timeout = default_timeout
+        self.max_timeout = max_timeout
+        self.allow_batches = False
+        self._describe_close = describe_close
+        self._ids = itertools.count(1)
+        self._pending: dict[RequestId, _Pending] = {}
+        self._progress: dict[str | int, _Pending] = {}
+        self._incoming: dict[RequestId, asyncio.Task[None]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self.close_reason: str | None = None
+        self.protocol_errors = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start reading from the channel."""
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_loop(), name=f"session:{self.name}")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def aclose(self) -> None:
+        """Close the channel, fail pending requests and cancel the handlers in flight."""
+        await self.channel.aclose()
+        if self._reader is not None and self._reader is not asyncio.current_task():
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        self._shutdown(self.close_reason or f"session with {self.name} closed")
+
+    def _shutdown(self, reason: str) -> None:
+        if self._closed.is_set():
+            return
+        self.close_reason = reason
+        self._closed.set()
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(PeerClosed(f"{pending.method}: {reason}"))
+        self._pending.clear()
+        self._progress.clear()
+        for task in self._incoming.values():
+            task.cancel()
+
+    # -- sending ---------------------------------------------------------------------
+
+    async def send(self, message: Message | dict[str, Any]) -> None:
+        if self.closed:
+            raise PeerClosed(self.close_reason or "session closed")
+        try:
+            await self.channel.write_frame(dumps(message))
+        except EndOfStream as exc:
+            self._shutdown(self._close_text())
+            raise PeerClosed(self.close_reason or "session closed") from exc
+
+    async def send_notification(self, notification: Notification) -> None:
+        await self.send(notification)
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        await self.send(Notification(method, params))
+
+    async def request(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        max_timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+        cancellable: bool = True,
+    ) -> dict[str, Any]:
+        """Send a request and wait for its result (raising MCPError for an error response).
+
+        The timeout restarts on each progress notification but never runs past `max_timeout`.
+        If the caller is cancelled or the timeout passes, the peer gets
+        `notifications/cancelled` (unless `cancellable` is false, as for initialize).
+        """
+        request_id = next(self._ids)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(method, loop.create_future(), on_progress)
+        if on_progress is not None:
+            params = dict(params or {})
+            meta = dict(params.get("_meta") or {})
+            meta[PROGRESS_TOKEN] = request_id
+            params["_meta"] = meta
+            self._progress[request_id] = pending
+        self._pending[request_id] = pending
+        timeout = self.default_timeout if timeout is None else timeout
+        limit = min(self.max_timeout if max_timeout is None else max_timeout, self.max_timeout)
+        started = time.monotonic()
+        try:
+            await self.send(Request(request_id, method, params))
+            while True:
+                deadline = min(pending.last_activity + timeout, started + limit)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RequestTimeout(method, timeout)
+                done, _ = await asyncio.wait({pending.future}, timeout=remaining)
+                if done:
+                    return pending.future.result()
+        except (asyncio.CancelledError, RequestTimeout):
+            if cancellable and not self.closed and not pending.future.done():
+                with contextlib.suppress(Exception):
+                    await self.send(messages.cancelled(request_id, "request cancelled"))
+            raise
+        finally:
+            self._pending.pop(request_id, None)
+            self._progress.pop(request_id, None)
+
+    # -- receiving -------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    frame = await self.channel.read_frame()
+                except FrameTooLarge as exc:
+                    await self._garbage(InvalidRequest(str(exc)), None)
+                    continue
+                await self._receive_frame(frame)
+        except EndOfStream:
+            self._shutdown(self._close_text())
+        except asyncio.CancelledError:
+            self._shutdown(self.close_reason or f"session with {self.name} closed")
+            raise
+        except Exception as exc:  # a bug must not leave callers hanging
+            logger.exception("session %s: reader failed", self.name)
+            self._shutdown(f"session reader failed: {exc!r}")
+
+    def _close_text(self) -> str:
+        if self._describe_close is not None:
+            return self._describe_close()
+        return f"{self.name} closed the connection"
+
+    async def _receive_frame(self, frame: bytes) -> None:
+        try:
+            decoded = loads(frame, max_size=self.max_message_size)
+        except MCPError as exc:
+            await self._garbage(exc, frame)
+            return
+        if isinstance(decoded, list):
+            await self._receive_batch(decoded)
+            return
+        try:
+            message = from_object(decoded)
+        except EnvelopeError as exc:
+            await self._garbage(exc, frame, exc.request_id)
+            return
+        self._dispatch(message)
+
+    def _dispatch(self, message: Message) -> None:
+        if isinstance(message, Request):
+            self._start_incoming(message)
+        elif isinstance(message, Notification):
+            self._on_notification(message)
+        else:
+            self._on_response(message)
+
+    async def _garbage(
+        self, exc: MCPError, frame: bytes | None, request_id: RequestId | None = None
+    ) -> None:
+        self.protocol_errors += 1
+        excerpt = (frame or b"")[:120].decode("utf-8", "replace")
+        logger.warning("%s sent an invalid message (%s): %r", self.name, exc.message, excerpt)
+        if self.reply_to_garbage and not self.closed:
+            with contextlib.suppress(PeerClosed):
+                await self.send(error_response(request_id, exc))
+
+    async def _receive_batch(self, items: list[Any]) -> None:
+        if not self.allow_batches:
+            await self._garbage(
+                EnvelopeError("JSON-RPC batches are not supported by this protocol version"),
+                None,
+            )
+            return
+        if not items:
+            await self._garbage(EnvelopeError("an empty JSON-RPC batch is invalid"), None)
+            return
+        coros = []
+        for item in items:
+            try:
+                message = from_object(item)
+            except EnvelopeError as exc:
+                coros.append(_constant(error_response(exc.request_id, exc).to_dict()))
+                continue
+            if isinstance(message, Request):
+                coros.append(self._serve(message))
+            else:
+                self._dispatch(message)
+        if coros:
+            replies = [reply for reply in await asyncio.gather(*coros) if reply is not None]
+            if replies:
+                with contextlib.suppress(PeerClosed):
+                    await self.send_raw_batch(replies)
+
+    async def send_raw_batch(self, replies: list[dict[str, Any]]) -> None:
+        await self.channel.write_frame(orjson.dumps(replies))
+
+    def _on_response(self, message: Response | ErrorResponse) -> None:
+        if message.id is None:
+            logger.warning("%s sent an error without id: %s", self.name, message.error)
+            return
+        pending = self._pending.get(message.id)
+        if pending is None or pending.future.done():
+            logger.debug("%s answered unknown or finished request %r", self.name, message.id)
+            return
+        if isinstance(message, Response):
+            pending.future.set_result(message.result)
+        else:
+            pending.future.set_exception(message.to_exception())
+
+    def _on_notification(self, notification: Notification) -> None:
+        method = notification.method
+        params = notification.params or {}
+        if method == "notifications/cancelled":
+            task = self._incoming.get(params.get("requestId"))  # type: ignore[arg-type]
+            if task is not None:
+                task.cancel()
+        elif method == "notifications/progress":
+            self._on_progress(params)
+            return
+        if self.on_notification is not None:
+            task = asyncio.create_task(self._run_notification(notification))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+
+    def _on_progress(self, params: dict[str, Any]) -> None:
+        token = params.get("progressToken")
+        pending = self._progress.get(token)  # type: ignore[arg-type]
+        value = params.get("progress")
+        if pending is None or not isinstance(value, int | float) or isinstance(value, bool):
+            return
+        if pending.last_progress is not None and value <= pending.last_progress:
+            logger.debug("%s sent non-increasing progress %s", self.name, value)
+            return
+        pending.last_progress = value
+        pending.last_activity = time.monotonic()
+        if pending.on_progress is not None:
+            total = params.get("total")
+            message = params.get("message")
+            outcome = pending.on_progress(
+                value,
+                total if isinstance(total, int | float) else None,
+                message if isinstance(message, str) else None,
+            )
+            if asyncio.iscoroutine(outcome):
+                task = asyncio.create_task(outcome)
+                _background.add(task)
+                task.add_done_callback(_background.discard)
+
+    async def _run_notification(self, notification: Notification) -> None:
+        assert self.on_notification is not None
+        try:
+            await self.on_notification(notification)
+        except Exception:
+            logger.exception("%s: handler for %s failed", self.name, notification.method)
+
+    def _start_incoming(self, request: Request) -> None:
+        if request.id in self._incoming:
+            task = asyncio.create_task(self._reply(error_response(
+                request.id, InvalidRequest(f"request id {request.id!r} is already in use")
+            ).to_dict()))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+            return
+        task = asyncio.create_task(self._serve_and_reply(request))
+        self._incoming[request.id] = task
+        task.add_done_callback(lambda _t, rid=request.id: self._incoming.pop(rid, None))
+
+    async def _serve_and_reply(self, request: Request) -> None:
+        reply = await self._serve(request)
+        if reply is not None:
+            await self._reply(reply)
+
+    async def _reply(self, reply: dict[str, Any]) -> None:
+        with contextlib.suppress(PeerClosed):
+            await self.send(reply)
+
+    async def _serve(self, request: Request) -> dict[str, Any] | None:
+        """Run the handler; the reply, or None when the request was cancelled."""
+        context = IncomingRequest(
+            self, request.id, request.method, request.params or {}, progress_token(request.params)
+        )
+        try:
+            if self.on_request is None:
+                raise InternalError(f"{self.name} does not accept requests")
+            result = await self.on_request(context)
+            return Response(request.id, result).to_dict()
+        except asyncio.CancelledError:
+            # Cancelled by the peer (notifications/cancelled) or by closing: no response.
+            return None
+        except MCPError as exc:
+            return error_response(request.id, exc).to_dict()
+        except Exception:
+            logger.exception("%s: handler for %s failed", self.name, request.method)
+            return error_response(
+                request.id, InternalError(f"internal error while handling {request.method}")
+            ).to_dict()
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+async def _constant(value: dict[str, Any]) -> dict[str, Any]:
+    return value
