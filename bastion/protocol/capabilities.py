@@ -19,7 +19,9 @@ def elicitation_modes(capabilities: dict[str, Any] | None) -> set[str]:
     """The elicitation modes a client supports; an empty `elicitation: {}` means form only."""
     if not has_capability(capabilities, "elicitation"):
         return set()
-    elicitation = (capabilities or {}).get("elicitation") or {}
+    elicitation = (capabilities or {}).get("elicitation")
+    if not isinstance(elicitation, dict):  # malformed (e.g. `true`): treat as the bare form
+        elicitation = {}
     modes = {mode for mode in ("form", "url") if mode in elicitation}
     return modes or {"form"}
 

@@ -52,9 +52,11 @@ class MCPError(Exception):
         message = error.get("message")
         if not isinstance(message, str):
             message = "(no message)"
-        exc_type = _BY_CODE.get(code, MCPError) if isinstance(code, int) else MCPError
+        # bool is an int subclass (True == 1): it is not an error code.
+        valid_code = isinstance(code, int) and not isinstance(code, bool)
+        exc_type = _BY_CODE.get(code, MCPError) if valid_code else MCPError
         if exc_type is MCPError:
-            return MCPError(message, code=code if isinstance(code, int) else INTERNAL_ERROR,
+            return MCPError(message, code=code if valid_code else INTERNAL_ERROR,
                             data=error.get("data"))
         return exc_type(message, data=error.get("data"))
 

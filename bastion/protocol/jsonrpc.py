@@ -78,9 +78,11 @@ class ErrorResponse:
 
     def to_dict(self) -> JSONObject:
         message: JSONObject = {"jsonrpc": "2.0", "error": self.error}
-        # JSON-RPC 2.0 requires the id member; it is null when unknown. The 2026-07-28
-        # schema makes id optional on errors, and both accept the explicit null.
-        message["id"] = self.id
+        # Both MCP schemas (2025-11-25 and 2026-07-28) make `id` optional on an error but
+        # type it string|integer, so an explicit null would not validate: when the request's
+        # id is unknown the member is left out. (A received `"id": null` is still accepted.)
+        if self.id is not None:
+            message["id"] = self.id
         return message
 
 
@@ -103,6 +105,9 @@ def is_valid_id(value: object) -> bool:
 def loads(data: bytes | str, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Any:
     """Decode JSON, enforcing the size bound first. Raises ParseError or InvalidRequest."""
     size = len(data)
+    if isinstance(data, str) and size <= max_size < 4 * size:
+        # The bound is in UTF-8 bytes; a str of n characters encodes to n..4n bytes.
+        size = len(data.encode("utf-8", "surrogatepass"))
     if size > max_size:
         raise InvalidRequest(
             f"message of {size} bytes exceeds the {max_size}-byte limit",
@@ -186,9 +191,9 @@ def from_object(obj: Any) -> Message:
             else "a message needs a method (request or notification) or a result or error",
             request_id=known_id,
         )
-    if "id" not in obj:
-        raise EnvelopeError("a response must carry an id")
     if has_result:
+        if "id" not in obj:
+            raise EnvelopeError("a response must carry an id")
         if known_id is None:
             raise EnvelopeError(
                 f'response "id" must be a string or an integer, got {_describe(raw_id)}'

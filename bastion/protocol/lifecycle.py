@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from bastion.protocol.errors import InvalidRequest
+from bastion.protocol.errors import InvalidParams, InvalidRequest
 from bastion.protocol.versions import LEGACY_VERSIONS, negotiate_legacy
 
 PRE_INIT_METHODS = frozenset({"initialize", "ping"})
@@ -53,10 +53,11 @@ class LegacyServerLifecycle:
         caps = params.get("capabilities")
         info = params.get("clientInfo")
         requested = params.get("protocolVersion")
+        # Malformed initialize params are -32602, as in the spec's initialization error example.
         if not isinstance(requested, str):
-            raise InvalidRequest('initialize needs "protocolVersion" (a string)')
+            raise InvalidParams('initialize needs "protocolVersion" (a string)')
         if not isinstance(caps, dict):
-            raise InvalidRequest('initialize needs "capabilities" (an object)')
+            raise InvalidParams('initialize needs "capabilities" (an object)')
         self.protocol_version = negotiate_legacy(requested, self.supported_versions)
         self.client_capabilities = caps
         self.client_info = info if isinstance(info, dict) else None
