@@ -56,6 +56,11 @@ def _root(schema_version: str) -> dict[str, Any]:
         return json.load(handle)
 
 
+def load_schema(version: str) -> dict[str, Any]:
+    """The whole schema document a version is checked against (shared; do not mutate)."""
+    return _root(schema_version_for(version))
+
+
 def def_names(version: str) -> frozenset[str]:
     """The `$defs` names of a version's schema."""
     return frozenset(_root(schema_version_for(version))["$defs"])

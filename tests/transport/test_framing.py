@@ -17,7 +17,7 @@ async def socket_pair(max_size: int = DEFAULT_MAX_MESSAGE_SIZE):
     """A LineChannel on one end of a socketpair, and the raw stream writer of the other."""
     left, right = socket.socketpair()
     reader, writer = await asyncio.open_connection(sock=left)
-    peer_reader, peer_writer = await asyncio.open_connection(sock=right)
+    peer_reader, peer_writer = await asyncio.open_connection(sock=right, limit=2**20)
     return LineChannel(reader, writer, max_size=max_size), peer_reader, peer_writer
 
 
@@ -141,11 +141,12 @@ async def test_write_frame_appends_the_newline_and_refuses_embedded_ones():
 async def test_concurrent_writes_never_interleave():
     channel, peer_reader, raw = await socket_pair()
     frames = [bytes([ord("a") + i]) * 200_000 for i in range(8)]
-    await asyncio.gather(*(channel.write_frame(frame) for frame in frames))
-    received = []
-    for _ in frames:
-        line = await asyncio.wait_for(peer_reader.readuntil(b"\n"), 2)
-        received.append(line[:-1])
+    async def read_all() -> list[bytes]:
+        return [(await peer_reader.readuntil(b"\n"))[:-1] for _ in frames]
+
+    reading = asyncio.create_task(read_all())
+    await asyncio.wait_for(asyncio.gather(*(channel.write_frame(f) for f in frames)), 2)
+    received = await asyncio.wait_for(reading, 2)
     assert sorted(received) == sorted(frames)
     raw.close()
     await channel.aclose()
