@@ -12,7 +12,7 @@ runs again from the start and finds them. Answers from earlier rounds and the ha
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from bastion.protocol.capabilities import (
@@ -26,6 +26,11 @@ from bastion.protocol.versions import Era
 if TYPE_CHECKING:
     from bastion.server.app import Server
     from bastion.session.server_side import ServerRequest
+
+
+#: Answers input requests some other way (a task's runner installs one): `{key: request}` in,
+#: `{key: result}` out.
+InputProvider = Callable[[dict[str, dict[str, Any]]], Awaitable[dict[str, Any]]]
 
 
 class InputRequired(Exception):
@@ -47,9 +52,12 @@ class Context:
         input_responses: dict[str, Any] | None = None,
         answers: dict[str, Any] | None = None,
         state: dict[str, Any] | None = None,
+        input_provider: InputProvider | None = None,
     ) -> None:
         self.server = server
         self.request = request
+        #: When set (inside a task), input requests go here instead of the era's own path.
+        self.input_provider = input_provider
         #: Handler-owned state that survives MRTR rounds (sealed into requestState).
         self.state: dict[str, Any] = state or {}
         # Answers from earlier rounds (from the sealed state) and from this round.
@@ -143,9 +151,12 @@ class Context:
         Modern: the answers already given are returned; if any is missing, the client gets
         one input_required result that asks for all the missing ones.
         Legacy: the requests go to the client concurrently.
+        Inside a task, the task's `input_provider` answers them (the task waits meanwhile).
         """
         for request in requests.values():
             self._require_capability(request)
+        if self.input_provider is not None:
+            return await self.input_provider(requests)
         if self.era is Era.MODERN:
             missing = {key: req for key, req in requests.items()
                        if not _answers(req, self.answers.get(key))}

@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from bastion.protocol.jsonrpc import (
     dumps,
     error_response,
     from_object,
+    is_valid_id,
     loads,
 )
 from bastion.protocol.meta import PROGRESS_TOKEN, progress_token
@@ -48,6 +49,8 @@ ProgressCallback = Callable[[float, float | None, str | None], Awaitable[None] |
 DEFAULT_TIMEOUT = 60.0
 #: No request waits longer than this, however much progress it reports.
 DEFAULT_MAX_TIMEOUT = 600.0
+#: How long closing waits for cancelled handlers to unwind.
+_UNWIND_TIMEOUT = 1.0
 
 
 @dataclass(slots=True)
@@ -89,6 +92,9 @@ class Session:
         self._pending: dict[RequestId, _Pending] = {}
         self._progress: dict[str | int, _Pending] = {}
         self._incoming: dict[RequestId, asyncio.Task[None]] = {}
+        # Notification handlers, progress callbacks, batches and stray replies: tracked so
+        # closing the session cancels them instead of leaving them running.
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self.close_reason: str | None = None
@@ -116,6 +122,12 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
         self._shutdown(self.close_reason or f"session with {self.name} closed")
+        current = asyncio.current_task()
+        unwinding = [
+            task for task in (*self._incoming.values(), *self._tasks) if task is not current
+        ]
+        if unwinding:
+            await asyncio.wait(unwinding, timeout=_UNWIND_TIMEOUT)
 
     def _shutdown(self, reason: str) -> None:
         if self._closed.is_set():
@@ -127,8 +139,15 @@ class Session:
                 pending.future.set_exception(PeerClosed(f"{pending.method}: {reason}"))
         self._pending.clear()
         self._progress.clear()
-        for task in self._incoming.values():
-            task.cancel()
+        current = asyncio.current_task()
+        for task in (*self._incoming.values(), *self._tasks):
+            if task is not current:
+                task.cancel()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- sending ---------------------------------------------------------------------
 
@@ -227,7 +246,9 @@ class Session:
             await self._garbage(exc, frame)
             return
         if isinstance(decoded, list):
-            await self._receive_batch(decoded)
+            # In its own task: a batched handler may wait on the peer, whose answer only
+            # this reader can deliver.
+            self._spawn(self._receive_batch(decoded))
             return
         try:
             message = from_object(decoded)
@@ -282,7 +303,13 @@ class Session:
                     await self.send_raw_batch(replies)
 
     async def send_raw_batch(self, replies: list[dict[str, Any]]) -> None:
-        await self.channel.write_frame(orjson.dumps(replies))
+        if self.closed:
+            raise PeerClosed(self.close_reason or "session closed")
+        try:
+            await self.channel.write_frame(orjson.dumps(replies))
+        except EndOfStream as exc:
+            self._shutdown(self._close_text())
+            raise PeerClosed(self.close_reason or "session closed") from exc
 
     def _on_response(self, message: Response | ErrorResponse) -> None:
         if message.id is None:
@@ -301,20 +328,19 @@ class Session:
         method = notification.method
         params = notification.params or {}
         if method == "notifications/cancelled":
-            task = self._incoming.get(params.get("requestId"))  # type: ignore[arg-type]
+            request_id = params.get("requestId")
+            task = self._incoming.get(request_id) if is_valid_id(request_id) else None
             if task is not None:
                 task.cancel()
         elif method == "notifications/progress":
             self._on_progress(params)
             return
         if self.on_notification is not None:
-            task = asyncio.create_task(self._run_notification(notification))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+            self._spawn(self._run_notification(notification))
 
     def _on_progress(self, params: dict[str, Any]) -> None:
         token = params.get("progressToken")
-        pending = self._progress.get(token)  # type: ignore[arg-type]
+        pending = self._progress.get(token) if is_valid_id(token) else None
         value = params.get("progress")
         if pending is None or not isinstance(value, int | float) or isinstance(value, bool):
             return
@@ -326,15 +352,23 @@ class Session:
         if pending.on_progress is not None:
             total = params.get("total")
             message = params.get("message")
-            outcome = pending.on_progress(
-                value,
-                total if isinstance(total, int | float) else None,
-                message if isinstance(message, str) else None,
-            )
+            try:  # the caller's callback must not take the reader down with it
+                outcome = pending.on_progress(
+                    value,
+                    total if isinstance(total, int | float) else None,
+                    message if isinstance(message, str) else None,
+                )
+            except Exception:
+                logger.exception("%s: progress callback for %s failed", self.name, pending.method)
+                return
             if asyncio.iscoroutine(outcome):
-                task = asyncio.create_task(outcome)
-                _background.add(task)
-                task.add_done_callback(_background.discard)
+                self._spawn(self._run_progress_callback(outcome, pending.method))
+
+    async def _run_progress_callback(self, outcome: Awaitable[None], method: str) -> None:
+        try:
+            await outcome
+        except Exception:
+            logger.exception("%s: progress callback for %s failed", self.name, method)
 
     async def _run_notification(self, notification: Notification) -> None:
         assert self.on_notification is not None
@@ -345,11 +379,9 @@ class Session:
 
     def _start_incoming(self, request: Request) -> None:
         if request.id in self._incoming:
-            task = asyncio.create_task(self._reply(error_response(
+            self._spawn(self._reply(error_response(
                 request.id, InvalidRequest(f"request id {request.id!r} is already in use")
             ).to_dict()))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
             return
         task = asyncio.create_task(self._serve_and_reply(request))
         self._incoming[request.id] = task
@@ -384,9 +416,6 @@ class Session:
             return error_response(
                 request.id, InternalError(f"internal error while handling {request.method}")
             ).to_dict()
-
-
-_background: set[asyncio.Task[Any]] = set()
 
 
 async def _constant(value: dict[str, Any]) -> dict[str, Any]:

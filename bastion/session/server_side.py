@@ -154,7 +154,8 @@ class ServerConnection:
         version = self.lifecycle.protocol_version or LATEST_LEGACY
         request = ServerRequest(
             Era.LEGACY, version, method, params, self.lifecycle.client_capabilities,
-            self.lifecycle.client_info, self.log_level, incoming, self,
+            # Legacy servers may log until the client sets a level; modern ones only on request.
+            self.lifecycle.client_info, self.log_level or "debug", incoming, self,
         )
         if method not in requests_from_client(version) or not self.app.supports_method(
             method, request
