@@ -53,7 +53,9 @@ def schema_version_for(version: str) -> str:
 @cache
 def _root(schema_version: str) -> dict[str, Any]:
     with (SPEC_DIR / schema_version / "schema.json").open(encoding="utf-8") as handle:
-        return json.load(handle)
+        root = json.load(handle)
+    Draft202012Validator.check_schema(root)  # once per file: it is slow on 150 defs
+    return root
 
 
 def load_schema(version: str) -> dict[str, Any]:
@@ -77,7 +79,6 @@ def _validator(schema_version: str, def_name: str) -> Draft202012Validator:
         "$defs": root["$defs"],
         "$ref": f"#/$defs/{def_name}",
     }
-    Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 

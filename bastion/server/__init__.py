@@ -4,6 +4,7 @@ from bastion.server.app import Server
 from bastion.server.context import Context, InputRequired
 from bastion.server.prompts import PromptArgument
 from bastion.server.stdio import run_stdio, serve_stdio
+from bastion.server.tasks import TaskStore
 from bastion.server.tools import ToolError, ToolResult
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "InputRequired",
     "PromptArgument",
     "Server",
+    "TaskStore",
     "ToolError",
     "ToolResult",
     "run_stdio",

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bastion.protocol.capabilities import has_extension
 from bastion.protocol.errors import (
     InvalidParams,
     MCPError,
@@ -25,15 +26,21 @@ from bastion.protocol.errors import (
 from bastion.protocol.jsonrpc import Notification
 from bastion.protocol.messages import initialize_result
 from bastion.protocol.meta import LOG_LEVELS, SERVER_INFO
-from bastion.protocol.methods import CACHEABLE_METHODS
+from bastion.protocol.methods import CACHEABLE_METHODS, MODERN_TASK_REQUESTS, TASKS_EXTENSION
 from bastion.protocol.results import COMPLETE, input_required
 from bastion.protocol.sealed import StateSealer, binding_for
 from bastion.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, Era, at_least
-from bastion.server.context import Context, InputRequired, context_parameter
+from bastion.server.context import Context, InputProvider, InputRequired, context_parameter
 from bastion.server.pagination import paginate
 from bastion.server.prompts import Prompt, PromptArgument, to_prompt_result
 from bastion.server.resources import Resource, ResourceTemplate, to_contents
 from bastion.server.subscriptions import Subscribers
+from bastion.server.tasks import (
+    LEGACY_TASK_CAPABILITIES,
+    LEGACY_TASKS_VERSION,
+    ServerTasks,
+    TaskStore,
+)
 from bastion.server.tools import Tool, ToolResult, make_tool
 from bastion.session.server_side import ServerConnection, ServerRequest
 
@@ -59,6 +66,7 @@ class Server:
         state_key: bytes | None = None,
         modern_versions: tuple[str, ...] = MODERN_VERSIONS,
         legacy_versions: tuple[str, ...] = LEGACY_VERSIONS,
+        task_store: TaskStore | None = None,
     ) -> None:
         self.info: dict[str, Any] = {"name": name, "version": version}
         if title:
@@ -77,6 +85,7 @@ class Server:
         self.completion_handler: CompletionHandler | None = None
         self.subscribers = Subscribers()
         self.logging_enabled = True
+        self.tasks = ServerTasks(self, task_store)
         self._handlers: dict[str, Handler] = {
             "server/discover": self._discover,
             "tools/list": self._list_tools,
@@ -91,6 +100,11 @@ class Server:
             "prompts/get": self._get_prompt,
             "completion/complete": self._complete,
             "logging/setLevel": self._set_level,
+            "tasks/get": self.tasks.get,
+            "tasks/result": self.tasks.result,
+            "tasks/cancel": self.tasks.cancel,
+            "tasks/list": self.tasks.list_tasks,
+            "tasks/update": self.tasks.update,
         }
 
     # -- registration ------------------------------------------------------------------
@@ -196,13 +210,20 @@ class Server:
             caps["completions"] = {}
         if self.logging_enabled:
             caps["logging"] = {}
+        if era is Era.MODERN:
+            caps.setdefault("extensions", {})[TASKS_EXTENSION] = {}
         return caps
 
     def initialize_result(self, version: str, connection: ServerConnection) -> dict[str, Any]:
-        return initialize_result(version, self.capabilities(Era.LEGACY), self.info,
-                                 self.instructions)
+        caps = self.capabilities(Era.LEGACY)
+        if at_least(version, LEGACY_TASKS_VERSION):
+            caps["tasks"] = dict(LEGACY_TASK_CAPABILITIES)
+        return initialize_result(version, caps, self.info, self.instructions)
 
     def supports_method(self, method: str, request: ServerRequest) -> bool:
+        if request.era is Era.MODERN and method in MODERN_TASK_REQUESTS:
+            # Extension methods exist only for a request that declares the extension.
+            return has_extension(request.client_capabilities, TASKS_EXTENSION)
         return method in self._handlers
 
     def connection_opened(self, connection: ServerConnection) -> None:
@@ -210,6 +231,7 @@ class Server:
 
     def connection_closed(self, connection: ServerConnection) -> None:
         self.subscribers.connections.discard(connection)
+        self.tasks.connection_closed(connection)
 
     async def on_client_notification(
         self, notification: Notification, connection: ServerConnection
@@ -253,7 +275,7 @@ class Server:
         try:
             return await run(context)
         except InputRequired as need:
-            kept = {k: v for k, v in context.answers.items() if k not in need.requests}
+            kept = {k: context.answers[k] for k in context.consumed if k not in need.requests}
             token = self.sealer.seal({"answers": kept, "state": context.state}, binding)
             return input_required(need.requests, token)
 
@@ -312,6 +334,21 @@ class Server:
             arguments = {}
         if not isinstance(arguments, dict):
             raise InvalidParams('"arguments" must be an object')
+        if self.tasks.wants_task(request, tool):
+            return await self.tasks.start_tool_call(
+                request, lambda provider: self._execute_tool(request, tool, arguments, provider)
+            )
+        return await self._execute_tool(request, tool, arguments)
+
+    async def _execute_tool(
+        self,
+        request: ServerRequest,
+        tool: Tool,
+        arguments: dict[str, Any],
+        input_provider: InputProvider | None = None,
+    ) -> dict[str, Any]:
+        """Validate the arguments and run the tool (inside a task with `input_provider`)."""
+        name = tool.name
         errors = tool.argument_errors(arguments)
         if errors:
             text = f"invalid arguments for tool {name!r}: " + "; ".join(errors[:10])
@@ -328,6 +365,8 @@ class Server:
                                   is_error=True).to_dict()
 
         try:
+            if input_provider is not None:
+                return await run(Context(self, request, input_provider=input_provider))
             return await self._with_inputs(request, run)
         except MissingRequiredClientCapability as exc:
             if request.era is Era.MODERN:

@@ -65,6 +65,8 @@ class Context:
         if input_responses:
             self.answers.update(input_responses)
         self._keys = 0
+        #: Keys whose answers the handler used; only these are sealed into the next round.
+        self.consumed: set[str] = set()
 
     @property
     def era(self) -> Era:
@@ -160,6 +162,7 @@ class Context:
         if self.era is Era.MODERN:
             missing = {key: req for key, req in requests.items()
                        if not _answers(req, self.answers.get(key))}
+            self.consumed.update(key for key in requests if key not in missing)
             if missing:
                 raise InputRequired(missing)
             return {key: self.answers[key] for key in requests}

@@ -26,6 +26,7 @@ from bastion.protocol.errors import (
 )
 from bastion.protocol.jsonrpc import Notification
 from bastion.protocol.meta import request_meta
+from bastion.protocol.methods import TASKS_EXTENSION
 from bastion.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, Era
 from bastion.session.context import IncomingRequest
 from bastion.session.core import ProgressCallback, Session
@@ -52,6 +53,9 @@ class ClientHandlers:
     elicitation_modes: tuple[str, ...] = ("form",)
     roots: RootsHandler | None = None
     on_notification: NotificationCallback | None = None
+    #: Modern: declare the tasks extension, so the server may answer tools/call with a task
+    #: (which `Client.call_tool` then follows to its end).
+    tasks: bool = False
 
     def capabilities(self, era: Era) -> dict[str, Any]:
         caps: dict[str, Any] = {}
@@ -61,6 +65,8 @@ class ClientHandlers:
             caps["elicitation"] = {mode: {} for mode in self.elicitation_modes}
         if self.roots is not None:
             caps["roots"] = {"listChanged": True} if era is Era.LEGACY else {}
+        if self.tasks and era is Era.MODERN:
+            caps["extensions"] = {TASKS_EXTENSION: {}}
         return caps
 
 

@@ -201,7 +201,8 @@ class Session:
                 deadline = min(pending.last_activity + timeout, started + limit)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise RequestTimeout(method, timeout)
+                    capped = deadline == started + limit
+                    raise RequestTimeout(method, limit if capped else timeout)
                 done, _ = await asyncio.wait({pending.future}, timeout=remaining)
                 if done:
                     return pending.future.result()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 from bastion.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_SIZE
 from bastion.transport.base import EndOfStream, FrameTooLarge
@@ -33,6 +34,9 @@ class LineChannel:
         self._eof = False
         self._closed = False
         self._write_lock = asyncio.Lock()
+        #: Awaited once when the peer's end of stream is first reached, before EndOfStream
+        #: is raised (a child process uses it to let its exit status arrive).
+        self.on_eof: Callable[[], Awaitable[None]] | None = None
 
     async def read_frame(self) -> bytes:
         while True:
@@ -54,6 +58,9 @@ class LineChannel:
                     if len(line) > self.max_size:
                         raise FrameTooLarge(len(line), self.max_size)
                     return line
+                if self._eof and self.on_eof is not None:
+                    on_eof, self.on_eof = self.on_eof, None
+                    await on_eof()
                 raise EndOfStream()
             if len(self._buffer) > self.max_size:
                 await self._discard_line()

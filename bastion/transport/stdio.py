@@ -62,6 +62,7 @@ class StdioProcess:
         self.name = name
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self._stderr_task = asyncio.create_task(self._pump_stderr(), name=f"stderr:{name}")
+        channel.on_eof = self._settle
 
     @classmethod
     async def start(
@@ -135,9 +136,24 @@ class StdioProcess:
                 self.stderr_tail.append(text[:500])
                 child_logger.info("%s", text[:2000])
 
+    async def _settle(self) -> None:
+        """Stdout ended: let the exit status and the last stderr lines arrive (briefly), so
+        that `describe_exit` can name them; the pipe closes a moment before the exit is seen."""
+        if await self.wait(_SETTLE_TIMEOUT) is not None:
+            await asyncio.wait({self._stderr_task}, timeout=_SETTLE_TIMEOUT)
+
     async def wait(self, timeout: float | None = None) -> int | None:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.process.wait(), timeout)
+        """The exit status, after waiting up to `timeout` seconds (None: no limit).
+
+        Not `Process.wait()`: that also waits for every pipe to close, which a grandchild
+        holding stderr open delays indefinitely, while the exit status is already known.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self.process.returncode is None:
+            if deadline is not None and loop.time() >= deadline:
+                break
+            await asyncio.sleep(_POLL_INTERVAL)
         return self.process.returncode
 
     async def stop(self, *, grace: float = 2.0, term_grace: float = 2.0) -> int | None:
@@ -148,9 +164,11 @@ class StdioProcess:
             if await self.wait(term_grace) is None:
                 self._signal_group(signal.SIGKILL)
                 await self.wait(5.0)
-        else:
-            # The leader is gone; children it left in the group get the same ladder end.
-            self._signal_group(signal.SIGKILL)
+        # However the leader ended, children it left in the group (some may ignore SIGTERM)
+        # get the ladder's last rung.
+        self._signal_group(signal.SIGKILL)
+        # Keep the last stderr lines for describe_exit; a held-open pipe must not block us.
+        await asyncio.wait({self._stderr_task}, timeout=_SETTLE_TIMEOUT)
         self._stderr_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._stderr_task
@@ -163,6 +181,9 @@ class StdioProcess:
 
 
 _CHUNK_LIMIT = 1024 * 1024
+#: How long to wait for a child's exit status and last stderr once its stdout has ended.
+_SETTLE_TIMEOUT = 0.5
+_POLL_INTERVAL = 0.01
 
 
 async def stdio_channel(max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> LineChannel:

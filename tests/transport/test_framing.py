@@ -200,3 +200,36 @@ async def test_closing_the_channel_ends_a_pending_read_on_a_socket():
     with pytest.raises(EndOfStream):
         await asyncio.wait_for(read, 1)
     raw.close()
+
+
+async def test_on_eof_runs_once_when_the_peer_ends_the_stream():
+    channel, _, raw = await socket_pair()
+    calls: list[str] = []
+
+    async def on_eof() -> None:
+        calls.append("eof")
+
+    channel.on_eof = on_eof
+    await send_raw(raw, b'{"a":1}\n')
+    raw.close()
+    assert await channel.read_frame() == b'{"a":1}'
+    for _ in range(2):
+        with pytest.raises(EndOfStream):
+            await channel.read_frame()
+    assert calls == ["eof"]
+    await channel.aclose()
+
+
+async def test_on_eof_is_not_run_for_a_local_close():
+    channel, _, raw = await socket_pair()
+    calls: list[str] = []
+
+    async def on_eof() -> None:
+        calls.append("eof")
+
+    channel.on_eof = on_eof
+    await channel.aclose()
+    with pytest.raises(EndOfStream):
+        await channel.read_frame()
+    assert calls == []
+    raw.close()

@@ -1,0 +1,1 @@
+"""Tests of the server framework's features (tasks) against real peers."""
