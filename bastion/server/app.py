@@ -376,9 +376,7 @@ class Server:
     # -- resources -----------------------------------------------------------------------
 
     async def _read_resource(self, request: ServerRequest) -> dict[str, Any]:
-        uri = request.params.get("uri")
-        if not isinstance(uri, str):
-            raise InvalidParams('resources/read needs "uri" (a string)')
+        uri = _required_uri(request)
         resource = self.resources.get(uri)
         if resource is not None:
             fn, kwargs, mime, param = resource.fn, {}, resource.mime_type, resource.context_param
@@ -404,17 +402,13 @@ class Server:
         return await self._with_inputs(request, run)
 
     async def _subscribe(self, request: ServerRequest) -> dict[str, Any]:
-        uri = request.params.get("uri")
-        if not isinstance(uri, str):
-            raise InvalidParams('resources/subscribe needs "uri" (a string)')
+        uri = _required_uri(request)
         if request.connection is not None:
             request.connection.subscriptions.add(uri)
         return {}
 
     async def _unsubscribe(self, request: ServerRequest) -> dict[str, Any]:
-        uri = request.params.get("uri")
-        if not isinstance(uri, str):
-            raise InvalidParams('resources/unsubscribe needs "uri" (a string)')
+        uri = _required_uri(request)
         if request.connection is not None:
             request.connection.subscriptions.discard(uri)
         return {}
@@ -473,6 +467,13 @@ class Server:
         if request.connection is not None:
             request.connection.log_level = level
         return {}
+
+
+def _required_uri(request: ServerRequest) -> str:
+    uri = request.params.get("uri")
+    if not isinstance(uri, str):
+        raise InvalidParams(f'{request.method} needs "uri" (a string)')
+    return uri
 
 
 def _salient(request: ServerRequest) -> Any:

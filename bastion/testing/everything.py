@@ -256,6 +256,18 @@ def legacy_failure(what: str, exc: MCPError) -> ToolError:
     return ToolError(f"{what} not supported or failed: {exc.message}")
 
 
+async def elicit_or_fail(
+    ctx: Context, message: str, schema: dict[str, Any], *, key: str
+) -> dict[str, Any]:
+    """Elicit; in legacy a refusal is a tool error, in modern -32021 and friends stay errors."""
+    try:
+        return await ctx.elicit(message, schema, key=key)
+    except MCPError as exc:
+        if ctx.era is Era.MODERN:
+            raise
+        raise legacy_failure("Elicitation", exc) from exc
+
+
 # -- tools --------------------------------------------------------------------------------
 
 
@@ -367,36 +379,21 @@ def add_client_input_tools(server: Server) -> None:
     @server.tool("test_elicitation")
     async def elicitation(message: str, ctx: Context) -> str:
         """Asks the user for a username and an email (elicitation/create, form mode)."""
-        try:
-            result = await ctx.elicit(message, USER_SCHEMA, key="user_details")
-        except MCPError as exc:
-            if ctx.era is Era.MODERN:  # -32021 and friends stay protocol errors
-                raise
-            raise legacy_failure("Elicitation", exc) from exc
+        result = await elicit_or_fail(ctx, message, USER_SCHEMA, key="user_details")
         return f"User response: {elicitation_outcome(result)}"
 
     @server.tool("test_elicitation_sep1034_defaults")
     async def elicitation_defaults(ctx: Context) -> str:
         """Elicits a form whose every primitive field has a default (SEP-1034)."""
-        try:
-            result = await ctx.elicit("Please review and update the form fields with defaults",
+        result = await elicit_or_fail(ctx, "Please review and update the form fields with defaults",
                                       DEFAULTS_SCHEMA, key="defaults")
-        except MCPError as exc:
-            if ctx.era is Era.MODERN:  # -32021 and friends stay protocol errors
-                raise
-            raise legacy_failure("Elicitation", exc) from exc
         return f"Elicitation completed: {elicitation_outcome(result)}"
 
     @server.tool("test_elicitation_sep1330_enums")
     async def elicitation_enums(ctx: Context) -> str:
         """Elicits the five enum forms: untitled/titled/legacy single, untitled/titled multi."""
-        try:
-            result = await ctx.elicit("Please select options from the enum fields",
+        result = await elicit_or_fail(ctx, "Please select options from the enum fields",
                                       ENUMS_SCHEMA, key="enums")
-        except MCPError as exc:
-            if ctx.era is Era.MODERN:  # -32021 and friends stay protocol errors
-                raise
-            raise legacy_failure("Elicitation", exc) from exc
         return f"Elicitation completed: {elicitation_outcome(result)}"
 
     @server.tool("test_missing_capability")
