@@ -86,6 +86,10 @@ class Session:
         self.max_message_size = max_message_size
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
+        #: How long handlers in flight may still run after the peer closed its side.
+        self.drain_timeout = 5.0
+        #: Called when the peer's input ends (servers end their long-lived handlers here).
+        self.on_input_closed: Callable[[], None] | None = None
         self.allow_batches = False
         self._describe_close = describe_close
         self._ids = itertools.count(1)
@@ -227,13 +231,31 @@ class Session:
                     continue
                 await self._receive_frame(frame)
         except EndOfStream:
-            self._shutdown(self._close_text())
+            reason = self._close_text()
+            await self._finish_in_flight(reason)
+            self._shutdown(reason)
         except asyncio.CancelledError:
             self._shutdown(self.close_reason or f"session with {self.name} closed")
             raise
         except Exception as exc:  # a bug must not leave callers hanging
             logger.exception("session %s: reader failed", self.name)
             self._shutdown(f"session reader failed: {exc!r}")
+
+    async def _finish_in_flight(self, reason: str) -> None:
+        """The peer stopped sending: answer what it already asked, within a grace period.
+
+        Nothing more can arrive, so our own pending requests fail now; requests the peer sent
+        before closing its side still get their responses if it is reading (a client that
+        pipes a file of requests into a server and closes stdin gets every answer).
+        """
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(PeerClosed(f"{pending.method}: {reason}"))
+        if self.on_input_closed is not None:
+            self.on_input_closed()
+        in_flight = [t for t in self._incoming.values() if t is not asyncio.current_task()]
+        if in_flight and self.drain_timeout > 0:
+            await asyncio.wait(in_flight, timeout=self.drain_timeout)
 
     def _close_text(self) -> str:
         if self._describe_close is not None:

@@ -15,8 +15,10 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from bastion.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_SIZE
 from bastion.transport.framing import LineChannel
@@ -187,12 +189,50 @@ _POLL_INTERVAL = 0.01
 
 
 async def stdio_channel(max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> LineChannel:
-    """This process's stdin and stdout as a channel (for a server run over stdio)."""
+    """This process's stdin and stdout as a channel (for a server run over stdio).
+
+    Pipes, sockets and terminals are read and written without blocking the loop; a regular
+    file (`server < requests.jsonl > out`) falls back to a reader thread and plain writes.
+    """
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_CHUNK_LIMIT)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, sys.stdout.buffer
-    )
-    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    try:
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer
+        )
+    except ValueError:
+        threading.Thread(target=_feed_from_file, args=(loop, reader, sys.stdin.buffer),
+                         name="stdin-reader", daemon=True).start()
+    writer: Any
+    try:
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, sys.stdout.buffer
+        )
+        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    except ValueError:
+        writer = _FileWriter(sys.stdout.buffer)
     return LineChannel(reader, writer, max_size=max_message_size)
+
+
+def _feed_from_file(
+    loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, stream: BinaryIO
+) -> None:
+    while chunk := stream.read1(_CHUNK_LIMIT):
+        loop.call_soon_threadsafe(reader.feed_data, chunk)
+    loop.call_soon_threadsafe(reader.feed_eof)
+
+
+class _FileWriter:
+    """The StreamWriter surface LineChannel uses, over a regular file (writes are local)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data)
+
+    async def drain(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self._stream.flush()
