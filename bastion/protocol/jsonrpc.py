@@ -8,6 +8,7 @@ relay forwards unknown and newer fields untouched.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,6 +219,36 @@ def from_object(obj: Any) -> Message:
     if not isinstance(error.get("message"), str):
         raise EnvelopeError('"error.message" must be a string', request_id=known_id)
     return ErrorResponse(known_id, error)
+
+
+_ID_PATTERN = re.compile(rb'"id"\s*:\s*(-?\d+(?=\s*[,}])|"(?:[^"\\]|\\.){0,256}")')
+_MEMBER_PATTERN = re.compile(rb'"(method|params|result|error)"\s*:')
+
+
+def sniff_envelope(head: bytes) -> tuple[str | None, RequestId | None]:
+    """From the first bytes of a message too large to parse: its kind and its id.
+
+    Returns ("request" | "response" | None, id | None). Only an id that appears before
+    `params`, `result` or `error` counts, so an "id" nested in the payload is not taken.
+    """
+    kind: str | None = None
+    boundary = len(head)
+    for member in _MEMBER_PATTERN.finditer(head):
+        name = member.group(1)
+        if name == b"method":
+            kind = "request"
+            continue
+        kind = kind or ("request" if name == b"params" else "response")
+        boundary = member.start()
+        break
+    found = _ID_PATTERN.search(head, 0, boundary)
+    if found is None:
+        return kind, None
+    try:
+        value = orjson.loads(found.group(1))
+    except orjson.JSONDecodeError:
+        return kind, None
+    return kind, value if is_valid_id(value) else None
 
 
 def dumps(message: Message | JSONObject) -> bytes:

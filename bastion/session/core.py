@@ -34,10 +34,11 @@ from bastion.protocol.jsonrpc import (
     from_object,
     is_valid_id,
     loads,
+    sniff_envelope,
 )
 from bastion.protocol.meta import PROGRESS_TOKEN, progress_token
 from bastion.session.context import IncomingRequest
-from bastion.session.errors import PeerClosed, RequestTimeout
+from bastion.session.errors import MessageTooLarge, PeerClosed, RequestTimeout
 from bastion.transport.base import Channel, EndOfStream, FrameTooLarge
 
 logger = logging.getLogger("bastion.session")
@@ -158,11 +159,28 @@ class Session:
     async def send(self, message: Message | dict[str, Any]) -> None:
         if self.closed:
             raise PeerClosed(self.close_reason or "session closed")
+        data = dumps(message)
+        if len(data) > self.max_message_size:
+            data = self._shrink(message, len(data))
         try:
-            await self.channel.write_frame(dumps(message))
+            await self.channel.write_frame(data)
         except EndOfStream as exc:
             self._shutdown(self._close_text())
             raise PeerClosed(self.close_reason or "session closed") from exc
+
+    def _shrink(self, message: Message | dict[str, Any], size: int) -> bytes:
+        """An oversized response becomes an error the peer can read; anything else fails here."""
+        as_dict = message if isinstance(message, dict) else message.to_dict()
+        limit = self.max_message_size
+        if "error" in as_dict:
+            return dumps(as_dict)  # our own errors are small; always let them through
+        if "result" in as_dict and "id" in as_dict:
+            logger.warning("%s: a %d-byte result exceeds the %d-byte limit", self.name, size, limit)
+            return dumps(error_response(as_dict["id"], InternalError(
+                f"the result is {size} bytes, over the {limit}-byte message limit",
+                data={"size": size, "limit": limit},
+            )))
+        raise MessageTooLarge(f"a {size}-byte message exceeds the {limit}-byte limit; not sent")
 
     async def send_notification(self, notification: Notification) -> None:
         await self.send(notification)
@@ -227,7 +245,7 @@ class Session:
                 try:
                     frame = await self.channel.read_frame()
                 except FrameTooLarge as exc:
-                    await self._garbage(InvalidRequest(str(exc)), None)
+                    await self._oversized(exc)
                     continue
                 await self._receive_frame(frame)
         except EndOfStream:
@@ -287,6 +305,21 @@ class Session:
             self._on_notification(message)
         else:
             self._on_response(message)
+
+    async def _oversized(self, exc: FrameTooLarge) -> None:
+        """A frame too large to read: fail the request it answers, or refuse the one it is."""
+        kind, request_id = sniff_envelope(exc.head)
+        pending = None
+        if kind == "response" and request_id is not None:
+            pending = self._pending.get(request_id)
+        if pending is not None and not pending.future.done():
+            logger.warning("%s: response to %s dropped: %s", self.name, pending.method, exc)
+            pending.future.set_exception(MessageTooLarge(
+                f"the response to {pending.method} was dropped: {exc}"
+            ))
+            return
+        await self._garbage(InvalidRequest(str(exc), data={"size": exc.size, "limit": exc.limit}),
+                            exc.head, request_id if kind == "request" else None)
 
     async def _garbage(
         self, exc: MCPError, frame: bytes | None, request_id: RequestId | None = None

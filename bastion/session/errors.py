@@ -22,3 +22,7 @@ class RequestTimeout(SessionError, TimeoutError):
 
 class EraDetectionError(SessionError):
     """Neither era could be established with the peer."""
+
+
+class MessageTooLarge(SessionError):
+    """A message was over the size limit: ours was not sent, or the peer's was dropped."""

@@ -12,10 +12,12 @@ class EndOfStream(Exception):
 class FrameTooLarge(Exception):
     """A frame exceeded the size limit; it was discarded and reading can go on."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, head: bytes = b"") -> None:
         super().__init__(f"message of at least {size} bytes exceeds the {limit}-byte limit")
         self.size = size
         self.limit = limit
+        #: The first bytes of the frame, so the session can still tell whose it was.
+        self.head = head
 
 
 class Channel(Protocol):

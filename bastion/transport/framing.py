@@ -15,6 +15,8 @@ from bastion.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_SIZE
 from bastion.transport.base import EndOfStream, FrameTooLarge
 
 _CHUNK = 64 * 1024
+#: How much of an oversized frame is kept to identify it.
+_HEAD = 1024
 
 
 class LineChannel:
@@ -45,7 +47,7 @@ class LineChannel:
                 line = bytes(self._buffer[:newline])
                 del self._buffer[: newline + 1]
                 if len(line) > self.max_size:
-                    raise FrameTooLarge(len(line), self.max_size)
+                    raise FrameTooLarge(len(line), self.max_size, line[:_HEAD])
                 line = line.rstrip(b"\r")
                 if line.strip():
                     return line
@@ -56,15 +58,16 @@ class LineChannel:
                     line = bytes(self._buffer)
                     self._buffer.clear()
                     if len(line) > self.max_size:
-                        raise FrameTooLarge(len(line), self.max_size)
+                        raise FrameTooLarge(len(line), self.max_size, line[:_HEAD])
                     return line
                 if self._eof and self.on_eof is not None:
                     on_eof, self.on_eof = self.on_eof, None
                     await on_eof()
                 raise EndOfStream()
             if len(self._buffer) > self.max_size:
+                head = bytes(self._buffer[:_HEAD])
                 await self._discard_line()
-                raise FrameTooLarge(self.max_size + 1, self.max_size)
+                raise FrameTooLarge(self.max_size + 1, self.max_size, head)
             chunk = await self._reader.read(_CHUNK)
             if not chunk:
                 self._eof = True
