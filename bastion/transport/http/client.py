@@ -251,8 +251,10 @@ class HTTPTimeouts:
     connect: float = 10.0
     #: Silence on a response (before its headers, or between bytes of its body or stream).
     read: float = 300.0
-    #: Whole exchanges that should be quick: notifications, replies, DELETE, the SSE endpoint.
+    #: Whole exchanges that should be quick: notifications, replies, the SSE endpoint.
     short: float = 30.0
+    #: The DELETE that ends a legacy session when the channel closes.
+    close: float = 5.0
 
 
 @dataclass(slots=True)
@@ -327,6 +329,8 @@ class StreamableHTTPChannel:
         #: Tools removed from tools/list for invalid x-mcp-header annotations, and why.
         self.rejected_tools: dict[str, str] = {}
         self.protocol_errors = 0
+        #: The last failure delivered as an error (it explains a failed era detection).
+        self.last_failure: HTTPTransportError | None = None
         #: Message events read from SSE streams (the GET stream uses it to tell life from flapping).
         self.events_received = 0
 
@@ -397,6 +401,7 @@ class StreamableHTTPChannel:
             self._inbox.put_nowait(frame)
 
     def _deliver_error(self, request_id: RequestId, exc: HTTPTransportError) -> None:
+        self.last_failure = exc
         self._deliver_frame(orjson.dumps({
             "jsonrpc": "2.0", "id": request_id,
             "error": {"code": INTERNAL_ERROR, "message": str(exc),
@@ -886,7 +891,7 @@ class StreamableHTTPChannel:
         try:
             async with self._client().delete(
                 self.url, headers=headers,
-                timeout=self._timeout(read=self.timeouts.short, total=self.timeouts.short),
+                timeout=self._timeout(read=self.timeouts.close, total=self.timeouts.close),
             ) as response:
                 if response.status not in (200, 202, 204, 404, 405):
                     logger.info("%s: DELETE of the session answered HTTP %s", self.display_url,

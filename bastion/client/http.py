@@ -1,0 +1,92 @@
+"""`connect_http(url)`: connect to an MCP server over Streamable HTTP, in whichever era it speaks.
+
+The HTTP transport is a `Channel` (`StreamableHTTPChannel`), so the connection is the same
+`ClientConnection` that stdio uses, and era detection is the same probe: `server/discover`
+first, `initialize` when the server does not speak the modern protocol, and the 2024-11-05
+HTTP+SSE transport when even `initialize` is refused with 400/404/405.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from bastion.client.client import Client
+from bastion.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_SIZE
+from bastion.session.client_side import ClientConnection, ClientHandlers, ClientMode
+from bastion.session.errors import EraDetectionError
+from bastion.transport.http.client import HTTPTimeouts, StreamableHTTPChannel
+
+
+@contextlib.asynccontextmanager
+async def connect_http(
+    url: str,
+    *,
+    mode: ClientMode = "auto",
+    handlers: ClientHandlers | None = None,
+    headers: dict[str, str] | None = None,
+    auth: dict[str, str] | None = None,
+    bearer_token: str | None = None,
+    client_info: dict[str, Any] | None = None,
+    log_level: str | None = None,
+    probe_timeout: float = 5.0,
+    request_timeout: float = 60.0,
+    connect_timeout: float = 10.0,
+    read_timeout: float = 300.0,
+    listen: bool = True,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    http: aiohttp.ClientSession | None = None,
+    ssl: Any = True,
+) -> AsyncIterator[Client]:
+    """Establish the era with the MCP endpoint at `url` and yield a connected `Client`.
+
+    `headers` go on every HTTP request; `auth` is a header dict for credentials (for now:
+    `{"Authorization": "Bearer …"}`, or pass `bearer_token`), kept apart so an OAuth provider
+    can replace it. `request_timeout` bounds each MCP request (progress resets it);
+    `connect_timeout` and `read_timeout` bound the HTTP exchanges underneath. `listen=False`
+    skips the legacy GET stream. `max_message_size` bounds a JSON body or SSE event (and the
+    session's parser). `http` shares an aiohttp session (not closed here).
+
+    On exit a legacy session is ended with DELETE and the connections are closed.
+    """
+    credentials = dict(auth or {})
+    if bearer_token is not None:
+        credentials["Authorization"] = f"Bearer {bearer_token}"
+    channel = StreamableHTTPChannel(
+        url,
+        headers=headers,
+        auth=credentials,
+        timeouts=HTTPTimeouts(connect=connect_timeout, read=read_timeout),
+        listen=listen,
+        max_message_size=max_message_size,
+        http=http,
+        ssl=ssl,
+    )
+    connection = ClientConnection(
+        channel,
+        handlers=handlers,
+        client_info=client_info,
+        mode=mode,
+        probe_timeout=probe_timeout,
+        name=channel.display_url,
+        log_level=log_level,
+        default_timeout=request_timeout,
+        max_message_size=max_message_size,
+    )
+    try:
+        try:
+            await connection.connect()
+        except EraDetectionError as exc:
+            # "Does not speak the modern protocol" hides an HTTP 401 or a refused connection.
+            if channel.last_failure is None:
+                raise
+            raise EraDetectionError(f"{exc} (the server answered: {channel.last_failure})") from exc
+        yield Client(connection)
+    finally:
+        await connection.aclose()
+
+
+__all__ = ["connect_http"]

@@ -1,0 +1,1 @@
+"""Tests of Bastion's Streamable HTTP client (both eras, and the HTTP+SSE fallback)."""
