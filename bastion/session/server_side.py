@@ -4,6 +4,10 @@ A dual-era server chooses the era per request. A request whose `_meta` carries a
 version is served statelessly under the modern rules; anything else belongs to the legacy
 session of this connection, which must start with a plain `initialize`. The application
 behind it (`ServerApp`) sees one `ServerRequest` either way.
+
+`EraRouter` holds those rules once (modern `_meta` and version checks, -32601 for methods
+the era lacks, the legacy lifecycle); stdio (`ServerConnection`) and the Streamable HTTP
+transport both serve requests through it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,24 @@ from bastion.transport.base import Channel
 logger = logging.getLogger("bastion.session.server")
 
 
+class PeerConnection(Protocol):
+    """What the server application uses of a client connection (stdio or a legacy HTTP
+    session): the legacy lifecycle, the logging level and resource subscriptions the client
+    set, and the way back to the client. Modern HTTP requests have no connection."""
+
+    lifecycle: LegacyServerLifecycle
+    log_level: str | None
+    subscriptions: set[str]
+
+    async def request_client(
+        self, method: str, params: dict[str, Any] | None = None, **options: Any
+    ) -> dict[str, Any]:
+        ...
+
+    async def send_notification(self, notification: Notification) -> None:
+        ...
+
+
 @dataclass(slots=True)
 class ServerRequest:
     """One client request, as the server application sees it, in either era."""
@@ -38,7 +60,7 @@ class ServerRequest:
     client_info: dict[str, Any] | None
     log_level: str | None
     incoming: IncomingRequest
-    connection: ServerConnection | None = None
+    connection: PeerConnection | None = None
 
     @property
     def id(self) -> RequestId:
@@ -56,7 +78,7 @@ class ServerApp(Protocol):
     modern_versions: tuple[str, ...]
     legacy_versions: tuple[str, ...]
 
-    def initialize_result(self, version: str, connection: ServerConnection) -> dict[str, Any]:
+    def initialize_result(self, version: str, connection: PeerConnection) -> dict[str, Any]:
         ...
 
     def supports_method(self, method: str, request: ServerRequest) -> bool:
@@ -66,26 +88,108 @@ class ServerApp(Protocol):
         ...
 
     async def on_client_notification(
-        self, notification: Notification, connection: ServerConnection
+        self, notification: Notification, connection: PeerConnection
     ) -> None:
         ...
 
-    def connection_opened(self, connection: ServerConnection) -> None:
+    def connection_opened(self, connection: PeerConnection) -> None:
         ...
 
-    def connection_closed(self, connection: ServerConnection) -> None:
+    def connection_closed(self, connection: PeerConnection) -> None:
         ...
+
+
+class EraRouter:
+    """The per-request era rules, shared by every transport.
+
+    Modern: `_meta` must carry the version and the client's capabilities (-32602), the
+    version must be one the application serves (-32022), and the method must exist in that
+    version (-32601). Legacy: the connection's lifecycle decides what may run, `initialize`
+    and `ping` are answered here, and methods the negotiated version lacks are -32601.
+    """
+
+    __slots__ = ("_known", "app")
+
+    def __init__(self, app: ServerApp) -> None:
+        self.app = app
+        # Per modern version: the methods it defines, tasks-extension methods included.
+        self._known: dict[str, frozenset[str]] = {}
+
+    def check_version(self, meta: RequestMeta) -> None:
+        """Raise -32022 unless the application serves the request's modern version."""
+        if meta.protocol_version not in self.app.modern_versions:
+            raise UnsupportedProtocolVersion(
+                f"protocol version {meta.protocol_version!r} is not supported; use one of "
+                + ", ".join(self.app.modern_versions),
+                requested=meta.protocol_version,
+                supported=list(self.app.modern_versions),
+            )
+
+    def modern_request(
+        self, incoming: IncomingRequest, meta: RequestMeta, connection: PeerConnection | None
+    ) -> ServerRequest:
+        """The modern `ServerRequest`, or -32601 when its version has no such method."""
+        method = incoming.method
+        request = ServerRequest(
+            Era.MODERN, meta.protocol_version, method, incoming.params,
+            meta.client_capabilities, meta.client_info, meta.log_level, incoming, connection,
+        )
+        known = self._known.get(meta.protocol_version)
+        if known is None:
+            known = requests_from_client(meta.protocol_version) | MODERN_TASK_REQUESTS
+            self._known[meta.protocol_version] = known
+        if method not in known or not self.app.supports_method(method, request):
+            raise MethodNotFound(f"method {method!r} is not available in "
+                                 f"{meta.protocol_version}", data={"method": method})
+        return request
+
+    async def serve_modern(
+        self, incoming: IncomingRequest, connection: PeerConnection | None
+    ) -> dict[str, Any]:
+        """Check and serve a request that carries modern `_meta` (no transport headers)."""
+        meta = RequestMeta.parse(incoming.params)
+        self.check_version(meta)
+        return await self.app.handle(self.modern_request(incoming, meta, connection))
+
+    async def serve_legacy(
+        self, incoming: IncomingRequest, connection: PeerConnection
+    ) -> dict[str, Any]:
+        """Serve a request of the connection's legacy session, lifecycle first."""
+        method = incoming.method
+        params = incoming.params
+        lifecycle = connection.lifecycle
+        lifecycle.check_request(method)
+        if method == "initialize":
+            version = lifecycle.initialize(params)
+            return self.app.initialize_result(version, connection)
+        if method == "ping":
+            return {}
+        version = lifecycle.protocol_version or LATEST_LEGACY
+        request = ServerRequest(
+            Era.LEGACY, version, method, params, lifecycle.client_capabilities,
+            # Legacy servers may log until the client sets a level; modern ones only on request.
+            lifecycle.client_info, connection.log_level or "debug", incoming, connection,
+        )
+        if method not in requests_from_client(version) or not self.app.supports_method(
+            method, request
+        ):
+            raise MethodNotFound(f"method {method!r} is not available", data={"method": method})
+        return await self.app.handle(request)
 
 
 @dataclass(eq=False)
 class ServerConnection:
-    """One client connection (a stdio pipe, or one legacy HTTP session)."""
+    """One client over a framed channel (a stdio pipe or a socket), in both eras."""
 
     app: ServerApp
     session: Session
     lifecycle: LegacyServerLifecycle
     log_level: str | None = None
     subscriptions: set[str] = field(default_factory=set)
+    router: EraRouter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.router = EraRouter(self.app)
 
     @classmethod
     def over(cls, channel: Channel, app: ServerApp, *, name: str = "client",
@@ -124,44 +228,12 @@ class ServerConnection:
         await self.session.send_notification(notification)
 
     async def _on_request(self, incoming: IncomingRequest) -> dict[str, Any]:
-        params = incoming.params
-        method = incoming.method
-        if is_modern_request(params):
-            meta = RequestMeta.parse(params)
-            if meta.protocol_version not in self.app.modern_versions:
-                raise UnsupportedProtocolVersion(
-                    f"protocol version {meta.protocol_version!r} is not supported; use one of "
-                    + ", ".join(self.app.modern_versions),
-                    requested=meta.protocol_version,
-                    supported=list(self.app.modern_versions),
-                )
-            request = ServerRequest(
-                Era.MODERN, meta.protocol_version, method, params, meta.client_capabilities,
-                meta.client_info, meta.log_level, incoming, self,
-            )
-            known = requests_from_client(meta.protocol_version) | MODERN_TASK_REQUESTS
-            if method not in known or not self.app.supports_method(method, request):
-                raise MethodNotFound(f"method {method!r} is not available in "
-                                     f"{meta.protocol_version}", data={"method": method})
-            return await self.app.handle(request)
-        self.lifecycle.check_request(method)
-        if method == "initialize":
-            version = self.lifecycle.initialize(params)
-            self.session.allow_batches = allows_batches(version)
-            return self.app.initialize_result(version, self)
-        if method == "ping":
-            return {}
-        version = self.lifecycle.protocol_version or LATEST_LEGACY
-        request = ServerRequest(
-            Era.LEGACY, version, method, params, self.lifecycle.client_capabilities,
-            # Legacy servers may log until the client sets a level; modern ones only on request.
-            self.lifecycle.client_info, self.log_level or "debug", incoming, self,
-        )
-        if method not in requests_from_client(version) or not self.app.supports_method(
-            method, request
-        ):
-            raise MethodNotFound(f"method {method!r} is not available", data={"method": method})
-        return await self.app.handle(request)
+        if is_modern_request(incoming.params):
+            return await self.router.serve_modern(incoming, self)
+        result = await self.router.serve_legacy(incoming, self)
+        if incoming.method == "initialize":
+            self.session.allow_batches = allows_batches(self.lifecycle.protocol_version or "")
+        return result
 
     async def _on_notification(self, notification: Notification) -> None:
         if notification.method == "notifications/initialized":

@@ -11,15 +11,15 @@ names and behaviours. One definition answers both eras:
   `requestState`, and retries with `inputResponses`. The framework re-runs the handler, keeps
   `ctx.state` across rounds and rejects tampered state with -32602.
 
-Run it with `python -m bastion.testing.everything` (stdio) or, once `bastion.transport.http`
-exists, `python -m bastion.testing.everything --http 127.0.0.1:3001`.
+Run it with `python -m bastion.testing.everything` (stdio) or
+`python -m bastion.testing.everything --http 127.0.0.1:3001` (Streamable HTTP, both eras on
+http://127.0.0.1:3001/mcp).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -38,6 +38,7 @@ from bastion.server import (
     ToolError,
     run_stdio,
 )
+from bastion.transport.http import run_http
 
 SERVER_NAME = "bastion-everything"
 
@@ -639,9 +640,6 @@ def build_server() -> Server:
 
 # -- command line -----------------------------------------------------------------------------
 
-HTTP_MODULE = "bastion.transport.http"
-
-
 def parse_host_port(value: str) -> tuple[str, int]:
     """`HOST:PORT` (IPv6 in brackets: `[::1]:3001`)."""
     host, sep, port_text = value.rpartition(":")
@@ -653,16 +651,8 @@ def parse_host_port(value: str) -> tuple[str, int]:
 
 
 def serve_http(server: Server, host: str, port: int, *, log_level: str) -> int:
-    """Serve over Streamable HTTP with `bastion.transport.http`, when that module exists."""
-    try:
-        http = importlib.import_module(HTTP_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name not in (HTTP_MODULE, "bastion.transport"):
-            raise
-        print(f"error: HTTP serving arrives with {HTTP_MODULE}, which is not available yet; "
-              "serve over stdio (no --http) for now", file=sys.stderr)
-        return 2
-    http.run_http(server, host=host, port=port, log_level=log_level)
+    """Serve over Streamable HTTP at http://HOST:PORT/mcp until interrupted."""
+    run_http(server, host=host, port=port, log_level=log_level)
     return 0
 
 
