@@ -233,6 +233,9 @@ class Server:
         self.subscribers.connections.discard(connection)
         self.tasks.connection_closed(connection)
 
+    def end_streams(self, source: object) -> None:
+        self.subscribers.close_listeners(source)
+
     async def on_client_notification(
         self, notification: Notification, connection: ServerConnection
     ) -> None:

@@ -78,10 +78,12 @@ class Subscribers:
             self.listeners.discard(listener)
         return {"resultType": "complete", "_meta": {SUBSCRIPTION_ID: incoming.id}}
 
-    def close_listeners(self) -> None:
-        """End every listen request gracefully (server shutdown)."""
+    def close_listeners(self, source: object | None = None) -> None:
+        """End listen requests gracefully: all of them (server shutdown), or those that came
+        through one source (a stdio client that closed its input)."""
         for listener in list(self.listeners):
-            listener.ended.set()
+            if source is None or listener.incoming.session is source:
+                listener.ended.set()
 
     async def list_changed(self, kind: str) -> None:
         method = f"notifications/{kind}/list_changed"

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from bastion.protocol import messages
 from bastion.protocol.jsonrpc import Notification, RequestId
 
-if TYPE_CHECKING:
-    from bastion.session.core import Session
+
+class NotificationSink(Protocol):
+    """Where a request's notifications go: a stdio session, or one HTTP response stream."""
+
+    async def send_notification(self, notification: Notification) -> None:
+        ...
 
 
 @dataclass(slots=True)
 class IncomingRequest:
     """One request being served: its id, method, params and a way to report progress."""
 
-    session: Session
+    session: NotificationSink
     id: RequestId
     method: str
     params: dict[str, Any]

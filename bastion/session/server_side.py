@@ -98,6 +98,10 @@ class ServerApp(Protocol):
     def connection_closed(self, connection: PeerConnection) -> None:
         ...
 
+    def end_streams(self, source: object) -> None:
+        """End the long-lived requests (listen streams) that came through `source`."""
+        ...
+
 
 class EraRouter:
     """The per-request era rules, shared by every transport.
@@ -198,6 +202,9 @@ class ServerConnection:
         connection = cls(app, session, LegacyServerLifecycle(app.legacy_versions))
         session.on_request = connection._on_request
         session.on_notification = connection._on_notification
+        # A client that closed its input can send no cancellation: end its listen streams
+        # now, so the drain of in-flight requests does not wait for them.
+        session.on_input_closed = lambda: app.end_streams(session)
         return connection
 
     @property

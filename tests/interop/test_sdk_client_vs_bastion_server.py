@@ -485,16 +485,6 @@ async def test_prompts_and_completion(mode: str, recorder: Recorder):
 # -- known bastion bugs ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bastion bug: on stdin EOF the stdio server drains in-flight requests for "
-        "Session.drain_timeout (5 s), and an open subscriptions/listen is one of them; it only "
-        "ends in serve_stdio's `finally: close_listeners()`, which runs after that drain. "
-        "Session.on_input_closed exists for this but ServerConnection never sets it, so a "
-        "client that leaves a listen stream open waits out its kill ladder (SDK: 2 s, SIGTERM)"
-    ),
-)
 async def test_server_exits_promptly_with_a_listen_stream_open():
     async with Client(server_params(), mode=MODERN_VERSION) as client:
         async with client.listen(tools_list_changed=True) as subscription:

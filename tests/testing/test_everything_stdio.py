@@ -732,19 +732,3 @@ async def test_modern_listen_stream(modern: RawPeer):
     # The connection still works, and the ended stream hears nothing more.
     await modern.result("tools/call", call("test_trigger_tool_change"), "CallToolResult")
     assert await modern.quiet(0.1) == [] and modern.notifications == []
-
-
-async def test_http_option_without_http_transport_fails_clearly():
-    try:
-        import bastion.transport.http  # noqa: F401
-    except ModuleNotFoundError:
-        pass
-    else:
-        pytest.skip("bastion.transport.http exists now")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bastion.testing.everything", "--http", "127.0.0.1:0",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
-    )
-    _, stderr = await asyncio.wait_for(process.communicate(), 20)
-    assert process.returncode == 2
-    assert b"HTTP serving arrives with bastion.transport.http" in stderr

@@ -26,7 +26,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -64,7 +64,6 @@ from bastion.transport.http.sse import (
 )
 
 if TYPE_CHECKING:
-    from bastion.session.core import Session
     from bastion.session.server_side import EraRouter, ServerApp
 
 logger = logging.getLogger("bastion.transport.http")
@@ -397,7 +396,7 @@ class LegacyEndpoint:
                              request_id=message.id)
             return
         params = message.params or {}
-        incoming = IncomingRequest(cast("Session", StreamSink(session.standalone)), message.id,
+        incoming = IncomingRequest(StreamSink(session.standalone), message.id,
                                    message.method, params, progress_token(params))
         try:
             result = await self.router.serve_legacy(incoming, session)
@@ -438,7 +437,7 @@ class LegacyEndpoint:
                               priming_id=event_id(stream.id, 0),
                               retry_ms=self.retry_ms, on_start=session.register)
         params = message.params or {}
-        incoming = IncomingRequest(cast("Session", StreamSink(stream)), message.id,
+        incoming = IncomingRequest(StreamSink(stream), message.id,
                                    message.method, params, progress_token(params))
         token = current_stream.set((session, stream))
         try:  # the task copies the context now: its server requests go on this stream

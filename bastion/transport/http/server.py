@@ -31,7 +31,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from bastion.protocol.errors import (
     HEADER_MISMATCH,
@@ -85,7 +85,6 @@ from bastion.transport.http.sse import (
 if TYPE_CHECKING:
     import uvicorn
 
-    from bastion.session.core import Session
 
 logger = logging.getLogger("bastion.transport.http")
 
@@ -329,7 +328,7 @@ class McpHttpEndpoint:
         outbox = RequestOutbox(json_ok=json_ok, sse_ok=sse_ok, limit=self.max_queued)
         params = message.params or {}
         # IncomingRequest only ever calls `send_notification` on its session.
-        incoming = IncomingRequest(cast("Session", outbox), message.id, message.method, params,
+        incoming = IncomingRequest(outbox, message.id, message.method, params,
                                    progress_token(params))
         try:
             meta = RequestMeta.parse(params)
