@@ -18,7 +18,8 @@ from bastion.client.client import Client
 from bastion.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_SIZE
 from bastion.session.client_side import ClientConnection, ClientHandlers, ClientMode
 from bastion.session.errors import EraDetectionError
-from bastion.transport.http.client import HTTPTimeouts, StreamableHTTPChannel
+from bastion.transport.http.client import StreamableHTTPChannel
+from bastion.transport.http.wire import HTTPTimeouts
 
 
 @contextlib.asynccontextmanager

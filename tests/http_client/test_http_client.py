@@ -29,13 +29,9 @@ import pytest
 from bastion.client import ClientHandlers, connect_http
 from bastion.protocol.errors import MCPError
 from bastion.session.errors import EraDetectionError, RequestTimeout
-from bastion.transport.http.client import (
-    SSEDecoder,
-    SSEEventTooLarge,
-    SSELineTooLong,
-    StreamableHTTPChannel,
-    http_failure,
-)
+from bastion.transport.http.client import StreamableHTTPChannel
+from bastion.transport.http.sse_parser import SSEDecoder, SSEEventTooLarge, SSELineTooLong
+from bastion.transport.http.wire import http_failure
 
 pytestmark = pytest.mark.timeout(60)
 

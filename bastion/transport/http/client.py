@@ -6,7 +6,7 @@ detection) run over HTTP unchanged. The channel turns every HTTP outcome into a 
 message for `read_frame`, which is all era detection needs: a 400 carrying -32022 reaches the
 probe as that error (modern, fix the version); a 4xx without a modern body reaches it as a
 plain error (legacy `initialize` follows); an `initialize` refused with 400/404/405 makes the
-channel try the old HTTP+SSE transport before it gives up.
+channel try the old HTTP+SSE transport (`http_sse_fallback.py`) before it gives up.
 
 What is HTTP-specific stays here:
 
@@ -15,246 +15,67 @@ What is HTTP-specific stays here:
 * modern requests carry MCP-Protocol-Version (from `_meta`), Mcp-Method, Mcp-Name and
   Mcp-Param-* (from the `x-mcp-header` annotations of the tools this channel saw listed).
   Tools whose annotations are invalid are removed from tools/list results with a warning; a
-  -32020 answer to tools/call re-lists the tools and retries once. Closing the response stream
-  is the cancellation, so `notifications/cancelled` for a modern request aborts its POST;
+  -32020 answer to tools/call re-lists the tools and retries once (`modern_headers.py`).
+  Closing the response stream is the cancellation, so `notifications/cancelled` for a modern
+  request aborts its POST;
 * legacy: MCP-Session-Id and MCP-Protocol-Version learnt from the initialize response; a 404
   re-initializes once and retries; the GET stream after `initialized`; SEP-1699 resumption
   through GET + Last-Event-ID when a POST stream ends before its response; DELETE on close.
 
 Failures with no JSON-RPC body (connection refused, timeouts, an HTTP error page, a broken
 SSE stream) are delivered as the error response of the request that failed, code -32603, with
-a message that names the cause and `data["http"]` describing it (`http_failure()` reads it);
-the connection carries on, because each request is its own exchange.
+a message that names the cause and `data["http"]` describing it (`wire.http_failure()` reads
+it); the connection carries on, because each request is its own exchange.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import itertools
-import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import orjson
 
-from bastion import __version__
 from bastion.protocol.errors import (
     HEADER_MISMATCH,
     INTERNAL_ERROR,
     MODERN_ERROR_CODES,
-    MCPError,
 )
-from bastion.protocol.headers import (
-    METHOD_HEADER,
-    NAME_FIELDS,
-    NAME_HEADER,
-    PROTOCOL_VERSION_HEADER,
-    SESSION_HEADER,
-    InvalidHeaderAnnotation,
-    encode_value,
-    header_params,
-    param_headers,
-)
-from bastion.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_SIZE
-from bastion.protocol.meta import PROGRESS_TOKEN, PROTOCOL_VERSION, get_meta
+from bastion.protocol.headers import PROTOCOL_VERSION_HEADER, SESSION_HEADER
+from bastion.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_SIZE, JSONObject, RequestId
+from bastion.protocol.meta import PROTOCOL_VERSION, get_meta, is_modern_request
 from bastion.transport.base import EndOfStream
+from bastion.transport.http.http_sse_fallback import HTTPSSETransport
+from bastion.transport.http.modern_headers import ModernHeaders
+from bastion.transport.http.sse_parser import (
+    MAX_RETRY_MS,
+    MESSAGE_EVENT,
+    SSE_MEDIA_TYPE,
+    SSEDecoder,
+    SSEEvent,
+)
+from bastion.transport.http.wire import (
+    ACCEPT_POST,
+    ERROR_BODY_LIMIT,
+    HTTPStatusError,
+    HTTPTimeouts,
+    HTTPTransportError,
+    HTTPWire,
+    excerpt,
+    logger,
+)
 
-logger = logging.getLogger("bastion.transport.http.client")
-
-JSON = dict[str, Any]
-RequestId = str | int
-
-ACCEPT_POST = "application/json, text/event-stream"
-ACCEPT_SSE = "text/event-stream"
-USER_AGENT = f"bastion/{__version__}"
-#: How much of an error body is read (it is only quoted in the error message).
-ERROR_BODY_LIMIT = 64 * 1024
 #: The SSE reconnection delay when the server named none (the SSE spec leaves it to us).
 DEFAULT_RETRY_MS = 1000
-#: A server's `retry` is obeyed up to this bound, so garbage cannot park a request forever.
-MAX_RETRY_MS = 300_000
 #: Resumption attempts in a row that bring no new event before a request gives up.
 MAX_RESUME_ATTEMPTS = 5
 #: Failed GET-stream connections in a row before the channel stops listening.
 MAX_LISTEN_FAILURES = 5
-MAX_TOOL_PAGES = 100
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
-
-
-# -- errors ----------------------------------------------------------------------------------
-
-
-class HTTPTransportError(Exception):
-    """An HTTP exchange failed without a JSON-RPC answer (network, timeout, status, SSE)."""
-
-    def __init__(self, message: str, *, status: int | None = None, url: str | None = None,
-                 www_authenticate: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.url = url
-        self.www_authenticate = www_authenticate
-
-    def details(self) -> JSON:
-        """What `data["http"]` of the delivered error says."""
-        info: JSON = {"error": type(self).__name__}
-        if self.status is not None:
-            info["status"] = self.status
-        if self.url is not None:
-            info["url"] = self.url
-        if self.www_authenticate is not None:
-            info["wwwAuthenticate"] = self.www_authenticate
-        return info
-
-
-class HTTPStatusError(HTTPTransportError):
-    """The server answered with an HTTP error status and no JSON-RPC error body."""
-
-
-class SSEError(ValueError):
-    """A Server-Sent Events stream broke the format or its size bounds."""
-
-
-class SSELineTooLong(SSEError):
-    """One SSE line grew past the bound without a line ending."""
-
-
-class SSEEventTooLarge(SSEError):
-    """The data of one SSE event grew past the bound."""
-
-
-def http_failure(exc: MCPError) -> JSON | None:
-    """The HTTP details of an error this transport delivered itself, or None."""
-    data = exc.data
-    if isinstance(data, dict) and isinstance(data.get("http"), dict):
-        return data["http"]
-    return None
-
-
-# -- Server-Sent Events ----------------------------------------------------------------------
-
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-
-
-@dataclass(slots=True)
-class SSEEvent:
-    """One dispatched event; `data` stays bytes because it goes straight to a JSON parser."""
-
-    event: str
-    data: bytes
-    id: str | None = None
-
-    @property
-    def text(self) -> str:
-        return self.data.decode("utf-8", "replace")
-
-
-class SSEDecoder:
-    """An incremental `text/event-stream` parser with bounded memory (WHATWG rules).
-
-    Lines end in CRLF, LF or CR (also across chunk boundaries); `:` lines are comments
-    (keep-alives); `id` and `retry` are remembered for reconnection. A line longer than
-    `max_line` or an event whose data passes `max_event` raises a named `SSEError`.
-    """
-
-    def __init__(self, *, max_line: int = DEFAULT_MAX_MESSAGE_SIZE + 1024,
-                 max_event: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
-        self.max_line = max_line
-        self.max_event = max_event
-        self.last_event_id: str | None = None
-        self.retry_ms: int | None = None
-        self._buffer = bytearray()
-        self._scanned = 0
-        self._after_cr = False
-        self._started = False
-        self._event = ""
-        self._data: list[bytes] = []
-        self._data_size = 0
-
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Consume bytes; return the events they complete."""
-        if not chunk:
-            return []
-        if self._after_cr and chunk[:1] == b"\n":
-            chunk = chunk[1:]  # the LF of a CRLF split across two chunks
-        self._after_cr = False
-        buffer = self._buffer
-        buffer += chunk
-        if not self._started and len(buffer) >= 3:
-            self._started = True
-            if buffer[:3] == b"\xef\xbb\xbf":
-                del buffer[:3]
-        events: list[SSEEvent] = []
-        start = 0
-        for match in _LINE_END.finditer(buffer, self._scanned):
-            line = bytes(buffer[start:match.start()])
-            start = match.end()
-            if len(line) > self.max_line:
-                raise SSELineTooLong(f"an SSE line of {len(line)} bytes exceeds the "
-                                     f"{self.max_line}-byte limit")
-            event = self._line(line)
-            if event is not None:
-                events.append(event)
-        if start:
-            if buffer[start - 1:start] == b"\r" and start == len(buffer):
-                self._after_cr = True
-            del buffer[:start]
-        self._scanned = len(buffer)
-        if len(buffer) > self.max_line:
-            raise SSELineTooLong(f"an SSE line grew past the {self.max_line}-byte limit "
-                                 "without a line ending")
-        return events
-
-    def _line(self, line: bytes) -> SSEEvent | None:
-        if not line:
-            return self._dispatch()
-        if line[:1] == b":":
-            return None  # a comment: keep-alive
-        name, colon, value = line.partition(b":")
-        if colon and value[:1] == b" ":
-            value = value[1:]
-        if name == b"data":
-            self._data_size += len(value) + 1
-            if self._data_size > self.max_event:
-                raise SSEEventTooLarge(f"an SSE event's data exceeds the {self.max_event}-byte "
-                                       "limit")
-            self._data.append(value)
-        elif name == b"event":
-            self._event = value.decode("utf-8", "replace")
-        elif name == b"id":
-            if b"\0" not in value:
-                self.last_event_id = value.decode("utf-8", "replace")
-        elif name == b"retry" and value.isdigit():
-            self.retry_ms = min(int(value), MAX_RETRY_MS)
-        return None  # unknown fields are ignored, as the SSE spec says
-
-    def _dispatch(self) -> SSEEvent | None:
-        data, event = self._data, self._event
-        self._data, self._event, self._data_size = [], "", 0
-        if not data:
-            return None
-        return SSEEvent(event or "message", b"\n".join(data), self.last_event_id)
-
-
-# -- the channel -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HTTPTimeouts:
-    """Every HTTP wait is bounded; the session's own request timeout applies on top."""
-
-    #: Opening a TCP (and TLS) connection.
-    connect: float = 10.0
-    #: Silence on a response (before its headers, or between bytes of its body or stream).
-    read: float = 300.0
-    #: Whole exchanges that should be quick: notifications, replies, the SSE endpoint.
-    short: float = 30.0
-    #: The DELETE that ends a legacy session when the channel closes.
-    close: float = 5.0
 
 
 @dataclass(slots=True)
@@ -268,7 +89,7 @@ class _InFlight:
 class _Reply:
     """The JSON-RPC answer to one POST, with the HTTP facts that steer recovery."""
 
-    message: JSON
+    message: JSONObject
     status: int
     session_id: str | None = None
     #: The message as received, when it can be handed on unchanged (no re-serializing).
@@ -295,19 +116,10 @@ class StreamableHTTPChannel:
         http: aiohttp.ClientSession | None = None,
         ssl: Any = True,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        self.url = url
-        #: The URL without credentials or query, for messages and logs.
-        self.display_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-        self.timeouts = timeouts or HTTPTimeouts()
+        self._wire = HTTPWire(url, {**(headers or {}), **(auth or {})},
+                              timeouts or HTTPTimeouts(), http, ssl)
         self.max_message_size = max_message_size
         self.listen = listen
-        self._base_headers = {"User-Agent": USER_AGENT, **(headers or {}), **(auth or {})}
-        self._http = http
-        self._owns_http = http is None
-        self._ssl = ssl
         self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._closed = False
         self._inflight: dict[RequestId, _InFlight] = {}
@@ -316,23 +128,47 @@ class StreamableHTTPChannel:
         # legacy state
         self.session_id: str | None = None
         self.legacy_version: str | None = None
-        self._init_message: JSON | None = None
+        self._init_message: JSONObject | None = None
         self._reinit_lock = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
         # 2024-11-05 HTTP+SSE state
-        self.sse_endpoint: str | None = None
-        self._sse_pending: dict[RequestId, str] = {}
+        self._sse: HTTPSSETransport | None = None
         # modern state
         self.modern_version: str | None = None
-        #: `{tool name: {header name: property path}}` from modern tools/list results.
-        self.tool_headers: dict[str, dict[str, tuple[str, ...]]] = {}
-        #: Tools removed from tools/list for invalid x-mcp-header annotations, and why.
-        self.rejected_tools: dict[str, str] = {}
+        self._modern = ModernHeaders(self._wire.display_url)
         self.protocol_errors = 0
         #: The last failure delivered as an error (it explains a failed era detection).
         self.last_failure: HTTPTransportError | None = None
         #: Message events read from SSE streams (the GET stream uses it to tell life from flapping).
         self.events_received = 0
+
+    @property
+    def url(self) -> str:
+        return self._wire.url
+
+    @property
+    def display_url(self) -> str:
+        """The URL without credentials or query, for messages and logs."""
+        return self._wire.display_url
+
+    @property
+    def timeouts(self) -> HTTPTimeouts:
+        return self._wire.timeouts
+
+    @property
+    def sse_endpoint(self) -> str | None:
+        """Where messages are POSTed once the 2024-11-05 HTTP+SSE fallback is in use."""
+        return self._sse.endpoint if self._sse is not None else None
+
+    @property
+    def tool_headers(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """`{tool name: {header name: property path}}` from modern tools/list results."""
+        return self._modern.tool_headers
+
+    @property
+    def rejected_tools(self) -> dict[str, str]:
+        """Tools removed from tools/list for invalid x-mcp-header annotations, and why."""
+        return self._modern.rejected_tools
 
     # -- Channel -------------------------------------------------------------------------
 
@@ -369,26 +205,12 @@ class StreamableHTTPChannel:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
-        if self.session_id is not None and self.sse_endpoint is None and self._http is not None:
+        if self.session_id is not None and self._sse is None and self._wire.connected:
             await self._delete_session()
-        if self._owns_http and self._http is not None:
-            await self._http.close()
+        await self._wire.aclose()
         self._inbox.put_nowait(None)
 
     # -- plumbing ------------------------------------------------------------------------
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30, ssl=self._ssl),
-                # Auto-decompression stays on; cookies are not MCP state: ignore them.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._http
-
-    def _timeout(self, *, read: float | None, total: float | None = None) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=total, sock_connect=self.timeouts.connect,
-                                     sock_read=read)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
@@ -412,95 +234,28 @@ class StreamableHTTPChannel:
         # The session numbers its requests with integers: strings never collide with them.
         return f"bastion-http-{next(self._internal_ids)}"
 
-    def _post_headers(self, message: JSON, modern: bool) -> dict[str, str]:
-        headers = {**self._base_headers, "Accept": ACCEPT_POST,
+    def _post_headers(self, message: JSONObject, modern: bool) -> dict[str, str]:
+        headers = {**self._wire.base_headers, "Accept": ACCEPT_POST,
                    "Content-Type": "application/json"}
-        method = message.get("method")
         if modern:
-            params = message.get("params") or {}
-            version = get_meta(params).get(PROTOCOL_VERSION) or self.modern_version
-            if isinstance(version, str):
-                headers[PROTOCOL_VERSION_HEADER] = version
-            if isinstance(method, str):
-                headers[METHOD_HEADER] = method
-                headers.update(self._routing_headers(method, params))
+            headers.update(self._modern.for_request(message, self.modern_version))
             return headers
+        return self._session_headers(headers, version=message.get("method") != "initialize")
+
+    def _get_headers(self, last_event_id: str | None = None) -> dict[str, str]:
+        headers = self._session_headers({**self._wire.base_headers, "Accept": SSE_MEDIA_TYPE})
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        return headers
+
+    def _session_headers(self, headers: dict[str, str], *, version: bool = True
+                         ) -> dict[str, str]:
+        """`headers` with the legacy session's id and (if `version`) protocol version added."""
         if self.session_id is not None:
             headers[SESSION_HEADER] = self.session_id
-        if self.legacy_version is not None and method != "initialize":
+        if version and self.legacy_version is not None:
             headers[PROTOCOL_VERSION_HEADER] = self.legacy_version
         return headers
-
-    def _routing_headers(self, method: str, params: JSON) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        field_name = NAME_FIELDS.get(method)
-        name = params.get(field_name) if field_name else None
-        if isinstance(name, str):
-            headers[NAME_HEADER] = encode_value(name)
-        if method == "tools/call" and isinstance(name, str):
-            if name in self.rejected_tools:
-                raise HTTPTransportError(
-                    f"tool {name!r} was rejected for invalid x-mcp-header annotations "
-                    f"({self.rejected_tools[name]}); it cannot be called over HTTP")
-            try:
-                headers.update(param_headers(self.tool_headers.get(name, {}),
-                                             params.get("arguments")))
-            except ValueError as exc:
-                raise HTTPTransportError(
-                    f"tools/call {name!r}: an argument cannot be mirrored into its "
-                    f"Mcp-Param header: {exc}") from None
-        return headers
-
-    @contextlib.contextmanager
-    def _failures(self, what: str) -> Iterator[None]:
-        """Turn library and format errors into an `HTTPTransportError` that names the cause."""
-        try:
-            yield
-        except HTTPTransportError:
-            raise
-        except aiohttp.ConnectionTimeoutError:
-            raise HTTPTransportError(
-                f"{what}: could not connect within {self.timeouts.connect:g} s",
-                url=self.display_url) from None
-        except aiohttp.SocketTimeoutError:
-            raise HTTPTransportError(
-                f"{what}: the server sent nothing for {self.timeouts.read:g} s (read timeout)",
-                url=self.display_url) from None
-        except TimeoutError:
-            raise HTTPTransportError(f"{what}: timed out", url=self.display_url) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise HTTPTransportError(f"{what}: cannot connect: {exc.os_error}",
-                                     url=self.display_url) from None
-        except aiohttp.ServerDisconnectedError:
-            raise HTTPTransportError(f"{what}: the server closed the connection",
-                                     url=self.display_url) from None
-        except aiohttp.ClientPayloadError as exc:
-            raise HTTPTransportError(f"{what}: the response body was cut off ({exc})",
-                                     url=self.display_url) from None
-        except aiohttp.ClientError as exc:
-            raise HTTPTransportError(f"{what}: {type(exc).__name__}: {exc}",
-                                     url=self.display_url) from None
-        except SSEError as exc:
-            raise HTTPTransportError(f"{what}: invalid SSE stream: {exc}",
-                                     url=self.display_url) from None
-
-    async def _read_body(self, response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
-        if response.content_length is not None and response.content_length > limit:
-            raise HTTPTransportError(
-                f"{what}: a body of {response.content_length} bytes exceeds the {limit}-byte "
-                "limit", status=response.status, url=self.display_url)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise HTTPTransportError(f"{what}: the body exceeds the {limit}-byte limit",
-                                         status=response.status, url=self.display_url)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _decoder(self) -> SSEDecoder:
-        return SSEDecoder(max_line=self.max_message_size + 1024, max_event=self.max_message_size)
 
     # -- incoming messages ---------------------------------------------------------------
 
@@ -514,7 +269,7 @@ class StreamableHTTPChannel:
             return None
 
     def _receive(self, message: Any, raw: bytes, *, modern: bool,
-                 own_id: RequestId | None = None) -> JSON | None:
+                 own_id: RequestId | None = None) -> JSONObject | None:
         """Route one message from a response body or stream; return it if it is `own_id`'s."""
         if not isinstance(message, dict):
             self._deliver_frame(raw)  # the session judges (and logs) anything else
@@ -534,7 +289,7 @@ class StreamableHTTPChannel:
         self._deliver_reply(message, raw)
         return None
 
-    def _deliver_reply(self, message: JSON, raw: bytes | None = None) -> None:
+    def _deliver_reply(self, message: JSONObject, raw: bytes | None = None) -> None:
         """Hand a response to the session, after the transport's own bookkeeping."""
         request_id = message.get("id")
         inflight = self._inflight.get(request_id) if isinstance(request_id, str | int) else None
@@ -543,43 +298,15 @@ class StreamableHTTPChannel:
                 # Answered on another stream (GET, resumption): its POST has nothing to wait for.
                 inflight.task.cancel()
             if (inflight.modern and inflight.method == "tools/list"
-                    and self._learn_tools(message)):
+                    and self._modern.learn_tools(message)):
                 raw = None
         self._deliver_frame(raw if raw is not None else orjson.dumps(message))
 
-    def _learn_tools(self, message: JSON) -> bool:
-        """Record each listed tool's header parameters and drop invalid tools (True if any)."""
-        result = message.get("result")
-        tools = result.get("tools") if isinstance(result, dict) else None
-        if not isinstance(tools, list):
-            return False
-        kept: list[Any] = []
-        for tool in tools:
-            name = tool.get("name") if isinstance(tool, dict) else None
-            if not isinstance(name, str):
-                kept.append(tool)
-                continue
-            try:
-                params = header_params(tool.get("inputSchema"))
-            except InvalidHeaderAnnotation as exc:
-                logger.warning("%s: tool %r dropped from tools/list: %s", self.display_url,
-                               name, exc)
-                self.rejected_tools[name] = str(exc)
-                self.tool_headers.pop(name, None)
-                continue
-            self.rejected_tools.pop(name, None)
-            self.tool_headers[name] = params
-            kept.append(tool)
-        if len(kept) == len(tools):
-            return False
-        result["tools"] = kept
-        return True
-
     # -- requests ------------------------------------------------------------------------
 
-    def _start_request(self, message: JSON, data: bytes) -> None:
+    def _start_request(self, message: JSONObject, data: bytes) -> None:
         request_id = message["id"]
-        modern = PROTOCOL_VERSION in get_meta(message.get("params"))
+        modern = is_modern_request(message.get("params"))
         if modern:
             version = get_meta(message.get("params")).get(PROTOCOL_VERSION)
             self.modern_version = version if isinstance(version, str) else self.modern_version
@@ -588,7 +315,7 @@ class StreamableHTTPChannel:
         inflight.task = asyncio.create_task(self._run_request(message, data, inflight),
                                             name=f"http:{message['method']}:{request_id}")
 
-    async def _run_request(self, message: JSON, data: bytes, inflight: _InFlight) -> None:
+    async def _run_request(self, message: JSONObject, data: bytes, inflight: _InFlight) -> None:
         request_id = message["id"]
         try:
             reply = await self._request_with_recovery(message, data, inflight.modern)
@@ -608,11 +335,11 @@ class StreamableHTTPChannel:
             if self._inflight.get(request_id) is inflight:
                 del self._inflight[request_id]
 
-    async def _request_with_recovery(self, message: JSON, data: bytes,
+    async def _request_with_recovery(self, message: JSONObject, data: bytes,
                                      modern: bool) -> _Reply | None:
         method = message["method"]
-        if self.sse_endpoint is not None:
-            await self._post_request_to_endpoint(message, data)
+        if self._sse is not None:
+            await self._sse.post_request(message, data)
             return None  # the answer arrives on the SSE stream
         stale_session = self.session_id
         try:
@@ -622,8 +349,7 @@ class StreamableHTTPChannel:
                 await self._reinitialize(stale_session)
                 return await self._roundtrip(message, data, modern)
             if (method == "initialize" and exc.status in (400, 404, 405)
-                    and await self._open_sse_transport()):
-                await self._post_request_to_endpoint(message, data)
+                    and await self._fall_back_to_sse(message, data)):
                 return None
             raise
         if reply.status == 404 and stale_session is not None and method != "initialize":
@@ -631,18 +357,16 @@ class StreamableHTTPChannel:
             return await self._roundtrip(message, data, modern)
         if (method == "initialize" and reply.status in (400, 404, 405)
                 and reply.error_code not in MODERN_ERROR_CODES
-                and await self._open_sse_transport()):
-            await self._post_request_to_endpoint(message, data)
+                and await self._fall_back_to_sse(message, data)):
             return None
         if modern and method == "tools/call" and reply.error_code == HEADER_MISMATCH:
             # The tool's annotations may have changed since we listed it (spec: re-list, retry).
-            logger.info("%s: tools/call got HeaderMismatch; re-listing tools and retrying",
-                        self.display_url)
-            await self._relist_tools(message)
+            await self._modern.relist(message, functools.partial(
+                self._internal_request, "tools/list", modern=True))
             return await self._roundtrip(message, data, modern)
         return reply
 
-    async def _roundtrip(self, message: JSON, data: bytes, modern: bool) -> _Reply:
+    async def _roundtrip(self, message: JSONObject, data: bytes, modern: bool) -> _Reply:
         """POST one request; its answer from a JSON body, an SSE stream, or a resumed stream.
 
         Other messages on the stream (progress, logs, a legacy server's requests) go to the
@@ -653,15 +377,16 @@ class StreamableHTTPChannel:
         headers = self._post_headers(message, modern)
         what = f"POST {self.display_url} ({method})"
         resume_from: tuple[str, int] | None = None
-        with self._failures(what):
-            async with self._client().post(
-                self.url, data=data, headers=headers, timeout=self._timeout(read=self.timeouts.read)
+        with self._wire.failures(what):
+            async with self._wire.client().post(
+                self.url, data=data, headers=headers,
+                timeout=self._wire.timeout(read=self.timeouts.read)
             ) as response:
                 status = response.status
                 session_id = response.headers.get(SESSION_HEADER)
                 if 200 <= status < 300 and status != 202:
-                    if response.content_type == ACCEPT_SSE:
-                        decoder = self._decoder()
+                    if response.content_type == SSE_MEDIA_TYPE:
+                        decoder = SSEDecoder.for_messages(self.max_message_size)
                         found = await self._read_stream(response, decoder, request_id, modern)
                         if found is not None:
                             return _Reply(found[0], status, session_id, found[1])
@@ -674,7 +399,7 @@ class StreamableHTTPChannel:
                                        decoder.retry_ms if decoder.retry_ms is not None
                                        else DEFAULT_RETRY_MS)
                     else:
-                        body = await self._read_body(response, self.max_message_size, what)
+                        body = await self._wire.read_body(response, self.max_message_size, what)
                         answer = self._answer_in_body(body, request_id, what, status)
                         raw = body if answer.get("id") == request_id else None
                         return _Reply(answer, status, session_id, raw)
@@ -689,7 +414,7 @@ class StreamableHTTPChannel:
         return _Reply(answer, 200, None, raw)
 
     def _answer_in_body(self, body: bytes, request_id: RequestId, what: str,
-                        status: int) -> JSON:
+                        status: int) -> JSONObject:
         answer = self._parse(body, "JSON body")
         if isinstance(answer, dict) and "method" not in answer:
             if answer.get("id") == request_id:
@@ -703,7 +428,7 @@ class StreamableHTTPChannel:
                            what: str, session_id: str | None) -> _Reply:
         status = response.status
         try:
-            body = await self._read_body(response, ERROR_BODY_LIMIT, what)
+            body = await self._wire.read_body(response, ERROR_BODY_LIMIT, what)
         except HTTPTransportError:
             body = b""
         error = _jsonrpc_error(body)
@@ -711,21 +436,21 @@ class StreamableHTTPChannel:
             # The server explained itself in JSON-RPC: that is the answer (ids may be null).
             return _Reply({"jsonrpc": "2.0", "id": request_id, "error": error}, status,
                           session_id)
-        excerpt = body[:200].decode("utf-8", "replace").strip()
+        quoted = excerpt(body)
         raise HTTPStatusError(
             f"{what}: HTTP {status} {response.reason or ''}".rstrip()
-            + (f": {excerpt}" if excerpt else ""),
+            + (f": {quoted}" if quoted else ""),
             status=status, url=self.display_url,
             www_authenticate=response.headers.get("WWW-Authenticate"))
 
     async def _read_stream(self, response: aiohttp.ClientResponse, decoder: SSEDecoder,
                            request_id: RequestId | None,
-                           modern: bool) -> tuple[JSON, bytes] | None:
+                           modern: bool) -> tuple[JSONObject, bytes] | None:
         """Read SSE events until `request_id`'s answer (returned, with its bytes) or the end."""
         where = "SSE stream"
         async for chunk in response.content.iter_any():
             for event in decoder.feed(chunk):
-                if event.event != "message":
+                if event.event != MESSAGE_EVENT:
                     logger.debug("%s: ignoring SSE event %r", self.display_url, event.event)
                     continue
                 if not event.data.strip():
@@ -740,27 +465,25 @@ class StreamableHTTPChannel:
         return None
 
     async def _resume(self, request_id: RequestId, last_event_id: str, retry_ms: int,
-                      what: str) -> tuple[JSON, bytes]:
+                      what: str) -> tuple[JSONObject, bytes]:
         """SEP-1699: after `retry` ms, GET with Last-Event-ID until the answer comes."""
         attempts = 0
         while True:
             await asyncio.sleep(retry_ms / 1000)
-            headers = self._get_headers()
-            headers["Last-Event-ID"] = last_event_id
+            headers = self._get_headers(last_event_id)
             resume_what = f"GET {self.display_url} (resuming {what})"
-            with self._failures(resume_what):
-                async with self._client().get(
-                    self.url, headers=headers, timeout=self._timeout(read=self.timeouts.read)
+            with self._wire.failures(resume_what):
+                async with self._wire.client().get(
+                    self.url, headers=headers, timeout=self._wire.timeout(read=self.timeouts.read)
                 ) as response:
-                    if response.status != 200 or response.content_type != ACCEPT_SSE:
+                    if response.status != 200 or response.content_type != SSE_MEDIA_TYPE:
                         # Not an HTTPStatusError: a 404 here must not re-send the request,
                         # which the server may already have carried out.
                         raise HTTPTransportError(
                             f"{what}: the SSE stream ended before the response, and resuming "
                             f"it failed with HTTP {response.status}",
                             status=response.status, url=self.display_url)
-                    decoder = self._decoder()
-                    decoder.last_event_id = last_event_id
+                    decoder = SSEDecoder.for_messages(self.max_message_size, last_event_id)
                     answer = await self._read_stream(response, decoder, request_id, False)
             if answer is not None:
                 return answer
@@ -773,15 +496,8 @@ class StreamableHTTPChannel:
             if decoder.retry_ms is not None:
                 retry_ms = decoder.retry_ms
 
-    def _get_headers(self) -> dict[str, str]:
-        headers = {**self._base_headers, "Accept": ACCEPT_SSE}
-        if self.session_id is not None:
-            headers[SESSION_HEADER] = self.session_id
-        if self.legacy_version is not None:
-            headers[PROTOCOL_VERSION_HEADER] = self.legacy_version
-        return headers
-
-    async def _internal_request(self, method: str, params: JSON, modern: bool) -> JSON:
+    async def _internal_request(self, method: str, params: JSONObject,
+                                modern: bool) -> JSONObject:
         """A request of the transport's own (re-initialize, re-list): its result."""
         message = {"jsonrpc": "2.0", "id": self._internal_id(), "method": method,
                    "params": params}
@@ -797,7 +513,7 @@ class StreamableHTTPChannel:
 
     # -- legacy session ------------------------------------------------------------------
 
-    def _apply_initialize(self, message: JSON, reply: _Reply) -> None:
+    def _apply_initialize(self, message: JSONObject, reply: _Reply) -> None:
         result = reply.message.get("result")
         if not isinstance(result, dict):
             return
@@ -831,7 +547,7 @@ class StreamableHTTPChannel:
                                            "method": "notifications/initialized"}, None)
 
     def _start_listener(self) -> None:
-        if self.listen and self.sse_endpoint is None and not self._closed:
+        if self.listen and self._sse is None and not self._closed:
             if self._listener is not None:
                 self._listener.cancel()
             self._listener = asyncio.create_task(self._listen(), name="http:get-stream")
@@ -843,28 +559,25 @@ class StreamableHTTPChannel:
         delay_ms = DEFAULT_RETRY_MS
         what = f"GET {self.display_url}"
         while not self._closed:
-            headers = self._get_headers()
-            if last_event_id is not None:
-                headers["Last-Event-ID"] = last_event_id
+            headers = self._get_headers(last_event_id)
             received = self.events_received
             progressed = False
             try:
-                with self._failures(what):
-                    async with self._client().get(
-                        self.url, headers=headers, timeout=self._timeout(read=None)
+                with self._wire.failures(what):
+                    async with self._wire.client().get(
+                        self.url, headers=headers, timeout=self._wire.timeout(read=None)
                     ) as response:
                         if response.status == 405:
                             logger.debug("%s offers no GET stream (405)", self.display_url)
                             return
-                        if response.status != 200 or response.content_type != ACCEPT_SSE:
+                        if response.status != 200 or response.content_type != SSE_MEDIA_TYPE:
                             if 400 <= response.status < 500 and response.status != 429:
                                 logger.info("%s: GET stream refused with HTTP %s; not "
                                             "listening", self.display_url, response.status)
                                 return
                             raise HTTPStatusError(f"{what}: HTTP {response.status}",
                                                   status=response.status)
-                        decoder = self._decoder()
-                        decoder.last_event_id = last_event_id
+                        decoder = SSEDecoder.for_messages(self.max_message_size, last_event_id)
                         try:
                             await self._read_stream(response, decoder, None, False)
                         finally:
@@ -884,14 +597,11 @@ class StreamableHTTPChannel:
             await asyncio.sleep(min(delay_ms * 2 ** failures, MAX_RETRY_MS) / 1000)
 
     async def _delete_session(self) -> None:
-        headers = {**self._base_headers}
-        headers[SESSION_HEADER] = self.session_id or ""
-        if self.legacy_version is not None:
-            headers[PROTOCOL_VERSION_HEADER] = self.legacy_version
+        headers = self._session_headers({**self._wire.base_headers})
         try:
-            async with self._client().delete(
+            async with self._wire.client().delete(
                 self.url, headers=headers,
-                timeout=self._timeout(read=self.timeouts.close, total=self.timeouts.close),
+                timeout=self._wire.timeout(read=self.timeouts.close, total=self.timeouts.close),
             ) as response:
                 if response.status not in (200, 202, 204, 404, 405):
                     logger.info("%s: DELETE of the session answered HTTP %s", self.display_url,
@@ -901,7 +611,7 @@ class StreamableHTTPChannel:
 
     # -- one-way messages ----------------------------------------------------------------
 
-    def _cancel(self, message: JSON, data: bytes) -> None:
+    def _cancel(self, message: JSONObject, data: bytes) -> None:
         """`notifications/cancelled`: modern closes the stream; legacy also tells the server."""
         params = message.get("params") or {}
         request_id = params.get("requestId")
@@ -909,24 +619,24 @@ class StreamableHTTPChannel:
         inflight = self._inflight.get(request_id) if known else None
         if inflight is not None and inflight.task is not None:
             inflight.task.cancel()
-        if known:
-            self._sse_pending.pop(request_id, None)
+        if known and self._sse is not None:
+            self._sse.forget(request_id)
         modern = inflight.modern if inflight is not None else self.legacy_version is None
         if not modern:
             # Not awaited: a request that timed out must not wait for a hung server again.
             self._spawn(self._notify_quietly(message, data))
 
-    async def _notify_quietly(self, message: JSON, data: bytes) -> None:
+    async def _notify_quietly(self, message: JSONObject, data: bytes) -> None:
         try:
             await self._send_notification(message, data)
         except HTTPTransportError as exc:
             logger.info("%s: %s", self.display_url, exc)
 
-    async def _send_notification(self, message: JSON, data: bytes | None) -> None:
+    async def _send_notification(self, message: JSONObject, data: bytes | None) -> None:
         data = data if data is not None else orjson.dumps(message)
         method = message["method"]
-        if self.sse_endpoint is not None:
-            await self._post_to_endpoint(data, method)
+        if self._sse is not None:
+            await self._sse.post(data, method)
             return
         stale_session = self.session_id
         try:
@@ -939,26 +649,25 @@ class StreamableHTTPChannel:
         if method == "notifications/initialized":
             self._start_listener()
 
-    async def _send_reply(self, message: JSON, data: bytes) -> None:
+    async def _send_reply(self, message: JSONObject, data: bytes) -> None:
         """A legacy server's request answered by the session: POST it (errors are logged)."""
         try:
-            if self.sse_endpoint is not None:
-                await self._post_to_endpoint(data, "a response")
+            if self._sse is not None:
+                await self._sse.post(data, "a response")
             else:
                 await self._post_oneway(message, data, "a response")
         except HTTPTransportError as exc:
             logger.warning("%s: could not deliver the answer to request %r: %s",
                            self.display_url, message.get("id"), exc)
 
-    async def _post_oneway(self, message: JSON, data: bytes, what_method: str) -> None:
+    async def _post_oneway(self, message: JSONObject, data: bytes, what_method: str) -> None:
         """POST a notification or a response; the server says 202 (or another 2xx)."""
         modern = self.legacy_version is None and self.modern_version is not None
         headers = self._post_headers(message, modern)
         what = f"POST {self.display_url} ({what_method})"
-        with self._failures(what):
-            async with self._client().post(
-                self.url, data=data, headers=headers,
-                timeout=self._timeout(read=self.timeouts.short, total=self.timeouts.short),
+        with self._wire.failures(what):
+            async with self._wire.client().post(
+                self.url, data=data, headers=headers, timeout=self._wire.short_timeout(),
             ) as response:
                 if 200 <= response.status < 300:
                     return
@@ -970,70 +679,35 @@ class StreamableHTTPChannel:
 
     # -- 2024-11-05 HTTP+SSE ---------------------------------------------------------------
 
-    async def _open_sse_transport(self) -> bool:
-        """GET the URL; a first `endpoint` event means the old HTTP+SSE transport."""
-        what = f"GET {self.display_url} (HTTP+SSE endpoint)"
-        response: aiohttp.ClientResponse | None = None
-        decoder = self._decoder()
-        events: list[SSEEvent] = []
-        target: str | None = None
-        try:
-            with self._failures(what):
-                response = await self._client().get(
-                    self.url, headers={**self._base_headers, "Accept": ACCEPT_SSE},
-                    timeout=self._timeout(read=None))
-                if response.status == 200 and response.content_type == ACCEPT_SSE:
-                    async with asyncio.timeout(self.timeouts.short):
-                        async for chunk in response.content.iter_any():
-                            events = decoder.feed(chunk)
-                            if events:
-                                break
-                if events and events[0].event == "endpoint":
-                    target = urljoin(self.url, events[0].text.strip())
-                    if _origin(target) != _origin(self.url):
-                        logger.warning("%s: the HTTP+SSE endpoint %r is on another origin; "
-                                       "refused", self.display_url, target)
-                        target = None
-        except HTTPTransportError as exc:
-            logger.debug("%s: no HTTP+SSE transport either (%s)", self.display_url, exc)
-        finally:
-            if target is None and response is not None:
-                response.close()
-        if target is None or response is None:
+    async def _fall_back_to_sse(self, initialize: JSONObject, data: bytes) -> bool:
+        """Try the old HTTP+SSE transport; if it is there, POST `initialize` to it (True).
+
+        From then on every message goes through it, and its stream brings every answer.
+        """
+        sse = await HTTPSSETransport.open(self._wire, self.max_message_size)
+        if sse is None:
             return False
-        self.sse_endpoint = target
-        logger.info("%s speaks the 2024-11-05 HTTP+SSE transport; posting to %s",
-                    self.display_url, target)
-        self._spawn(self._read_sse_transport(response, decoder, events[1:]))
+        self._sse = sse
+        self._spawn(self._read_sse(sse))
+        await sse.post_request(initialize, data)
         return True
 
-    async def _read_sse_transport(self, response: aiohttp.ClientResponse, decoder: SSEDecoder,
-                                  pending: list[SSEEvent]) -> None:
-        where = "HTTP+SSE stream"
+    async def _read_sse(self, sse: HTTPSSETransport) -> None:
         try:
-            for event in pending:
-                self._on_transport_event(event, where)
-            with self._failures(f"GET {self.display_url}"):
-                async for chunk in response.content.iter_any():
-                    for event in decoder.feed(chunk):
-                        self._on_transport_event(event, where)
-            logger.info("%s closed the HTTP+SSE stream", self.display_url)
-        except HTTPTransportError as exc:
-            logger.warning("%s: the HTTP+SSE stream failed: %s", self.display_url, exc)
+            await sse.read(self._on_sse_event)
         finally:
-            response.close()
             # The old transport has no resumption: without its stream the session is over.
             self._inbox.put_nowait(None)
 
-    def _on_transport_event(self, event: SSEEvent, where: str) -> None:
-        if event.event != "message" or not event.data.strip():
+    def _on_sse_event(self, event: SSEEvent) -> None:
+        if event.event != MESSAGE_EVENT or not event.data.strip():
             return
-        message = self._parse(event.data, where)
+        message = self._parse(event.data, "HTTP+SSE stream")
         if message is None:
             return
-        if isinstance(message, dict) and "method" not in message:
+        if isinstance(message, dict) and "method" not in message and self._sse is not None:
             request_id = message.get("id")
-            method = self._sse_pending.pop(request_id, None) if isinstance(
+            method = self._sse.forget(request_id) if isinstance(
                 request_id, str | int) else None
             result = message.get("result")
             if method == "initialize" and isinstance(result, dict):
@@ -1041,49 +715,8 @@ class StreamableHTTPChannel:
                 self.legacy_version = version if isinstance(version, str) else None
         self._receive(message, event.data, modern=False)
 
-    async def _post_request_to_endpoint(self, message: JSON, data: bytes) -> None:
-        # Remembered until the answer arrives on the stream (the POST only says 202).
-        self._sse_pending[message["id"]] = message["method"]
-        try:
-            await self._post_to_endpoint(data, message["method"])
-        except BaseException:
-            self._sse_pending.pop(message["id"], None)
-            raise
 
-    async def _post_to_endpoint(self, data: bytes, method: str) -> None:
-        assert self.sse_endpoint is not None
-        what = f"POST {self.sse_endpoint} ({method})"
-        with self._failures(what):
-            async with self._client().post(
-                self.sse_endpoint, data=data,
-                headers={**self._base_headers, "Content-Type": "application/json"},
-                timeout=self._timeout(read=self.timeouts.short, total=self.timeouts.short),
-            ) as response:
-                if not 200 <= response.status < 300:
-                    body = await self._read_body(response, ERROR_BODY_LIMIT, what)
-                    raise HTTPStatusError(
-                        f"{what}: HTTP {response.status}: "
-                        f"{body[:200].decode('utf-8', 'replace').strip()}",
-                        status=response.status, url=self.sse_endpoint)
-
-    # -- modern tools ----------------------------------------------------------------------
-
-    async def _relist_tools(self, failed: JSON) -> None:
-        meta = dict(get_meta(failed.get("params")))
-        meta.pop(PROGRESS_TOKEN, None)
-        cursor: str | None = None
-        for _page in range(MAX_TOOL_PAGES):
-            params: JSON = {"_meta": meta}
-            if cursor is not None:
-                params["cursor"] = cursor
-            result = await self._internal_request("tools/list", params, True)
-            self._learn_tools({"result": result})
-            cursor = result.get("nextCursor") if isinstance(result.get("nextCursor"), str) else None
-            if not cursor:
-                return
-
-
-def _jsonrpc_error(body: bytes) -> JSON | None:
+def _jsonrpc_error(body: bytes) -> JSONObject | None:
     """The `error` member of a JSON-RPC error body, or None when the body is anything else."""
     if not body or body.lstrip()[:1] != b"{":
         return None
@@ -1098,21 +731,4 @@ def _jsonrpc_error(body: bytes) -> JSON | None:
     return None
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
-
-
-__all__ = [
-    "HTTPStatusError",
-    "HTTPTimeouts",
-    "HTTPTransportError",
-    "SSEDecoder",
-    "SSEError",
-    "SSEEvent",
-    "SSEEventTooLarge",
-    "SSELineTooLong",
-    "StreamableHTTPChannel",
-    "http_failure",
-]
+__all__ = ["StreamableHTTPChannel"]

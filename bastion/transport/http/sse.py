@@ -22,6 +22,7 @@ import orjson
 
 from bastion.protocol.errors import INTERNAL_ERROR, InternalError, MCPError
 from bastion.protocol.jsonrpc import Notification, RequestId, dumps, error_response
+from bastion.transport.http.sse_parser import MESSAGE_EVENT, SSE_MEDIA_TYPE
 
 logger = logging.getLogger("bastion.transport.http")
 
@@ -32,7 +33,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 #: An SSE comment: ignored by clients, it keeps idle connections (and proxies) open.
 KEEPALIVE = b":\n\n"
 
-_DATA_ONLY = b"event: message\ndata: "
+_DATA_ONLY = b"event: %b\ndata: " % MESSAGE_EVENT.encode("ascii")
 
 
 def message_event(data: bytes) -> bytes:
@@ -132,7 +133,7 @@ class EventStream:
 # -- answering one HTTP request ----------------------------------------------------------------
 
 SSE_HEADERS = [
-    (b"content-type", b"text/event-stream"),
+    (b"content-type", SSE_MEDIA_TYPE.encode("ascii")),
     (b"cache-control", b"no-cache, no-transform"),
     # Tells nginx-style proxies not to buffer the stream (the spec's SHOULD).
     (b"x-accel-buffering", b"no"),
