@@ -25,7 +25,6 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 
@@ -58,34 +57,9 @@ HEADERS = {
 # -- the server (child process) ----------------------------------------------------------
 
 
-async def echo_app(scope: dict[str, Any], receive: Callable[..., Any],
-                   send: Callable[..., Any]) -> None:
-    """A bare ASGI app: answer every POST with its own body as application/json."""
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
-    await send({
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [(b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode())],
-    })
-    await send({"type": "http.response.body", "body": body})
-
-
 def serve(port: int) -> None:
     import uvicorn
+    from servers import echo_app  # the one bare ASGI echo of the benchmarks (bench/servers.py)
 
     uvicorn.run(echo_app, host="127.0.0.1", port=port, http="httptools", loop="uvloop",
                 log_level="warning", access_log=False)

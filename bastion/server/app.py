@@ -265,11 +265,10 @@ class Server:
         if request.era is Era.LEGACY:
             return await run(Context(self, request))
         params = request.params
-        binding = binding_for(request.method, _salient(request))
         answers: dict[str, Any] = {}
         state: dict[str, Any] = {}
         if "requestState" in params:
-            sealed = self.sealer.open(params["requestState"], binding)
+            sealed = self.sealer.open(params["requestState"], _binding(request))
             answers, state = sealed.get("answers", {}), sealed.get("state", {})
         responses = params.get("inputResponses")
         if responses is not None and not isinstance(responses, dict):
@@ -279,7 +278,8 @@ class Server:
             return await run(context)
         except InputRequired as need:
             kept = {k: context.answers[k] for k in context.consumed if k not in need.requests}
-            token = self.sealer.seal({"answers": kept, "state": context.state}, binding)
+            token = self.sealer.seal({"answers": kept, "state": context.state},
+                                     _binding(request))
             return input_required(need.requests, token)
 
     async def ask_client(self, context: Context, requests: dict[str, Any]) -> dict[str, Any]:
@@ -479,7 +479,11 @@ def _required_uri(request: ServerRequest) -> str:
     return uri
 
 
-def _salient(request: ServerRequest) -> Any:
-    """The parameters an MRTR state is bound to: what the request is about."""
+def _binding(request: ServerRequest) -> bytes:
+    """What an MRTR state is bound to: the method and what the request is about.
+
+    Computed only when a state is opened or sealed: most calls never need it.
+    """
     params = request.params
-    return [params.get("name"), params.get("uri"), params.get("arguments")]
+    return binding_for(request.method,
+                       [params.get("name"), params.get("uri"), params.get("arguments")])

@@ -67,7 +67,7 @@ from bastion.protocol.jsonrpc import (
     from_object,
     loads,
 )
-from bastion.protocol.meta import RequestMeta, is_modern_request, progress_token
+from bastion.protocol.meta import RequestMeta, is_modern_request
 from bastion.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from bastion.session.context import IncomingRequest
 from bastion.session.server_side import EraRouter, ServerApp
@@ -327,11 +327,10 @@ class McpHttpEndpoint:
             return
         outbox = RequestOutbox(json_ok=json_ok, sse_ok=sse_ok, limit=self.max_queued)
         params = message.params or {}
-        # IncomingRequest only ever calls `send_notification` on its session.
-        incoming = IncomingRequest(outbox, message.id, message.method, params,
-                                   progress_token(params))
         try:
             meta = RequestMeta.parse(params)
+            incoming = IncomingRequest(outbox, message.id, message.method, params,
+                                       meta.progress_token)
             self._check_headers(message, params, meta, headers)
             self.router.check_version(meta)
             request = self.router.modern_request(incoming, meta, None)
