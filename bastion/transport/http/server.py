@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Iterable, MutableMapping
@@ -502,6 +503,7 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
+@functools.lru_cache(maxsize=64)  # clients send the same few Accept values every time
 def _accepts(accept: str | None) -> tuple[bool, bool]:
     """Whether the client takes JSON and SSE answers (no Accept header: both)."""
     if accept is None:
