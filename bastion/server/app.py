@@ -30,7 +30,13 @@ from bastion.protocol.methods import CACHEABLE_METHODS, MODERN_TASK_REQUESTS, TA
 from bastion.protocol.results import COMPLETE, input_required
 from bastion.protocol.sealed import StateSealer, binding_for
 from bastion.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, Era, at_least
-from bastion.server.context import Context, InputProvider, InputRequired, context_parameter
+from bastion.server.context import (
+    Context,
+    InputProvider,
+    InputRequired,
+    call_handler,
+    context_parameter,
+)
 from bastion.server.pagination import paginate
 from bastion.server.prompts import Prompt, PromptArgument, to_prompt_result
 from bastion.server.resources import Resource, ResourceTemplate, to_contents
@@ -168,16 +174,17 @@ class Server:
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
         def register(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             options.setdefault("description", inspect.getdoc(fn))
+            context_param = context_parameter(fn)
             args = arguments
             if args is None:
                 args = [
                     PromptArgument(p.name, required=p.default is p.empty)
                     for p in inspect.signature(fn).parameters.values()
-                    if p.name != context_parameter(fn)
+                    if p.name != context_param
                 ]
             prompt_name = name or fn.__name__
             self.prompts[prompt_name] = Prompt(prompt_name, fn, arguments=args,
-                                               context_param=context_parameter(fn), **options)
+                                               context_param=context_param, **options)
             return fn
 
         return register
@@ -397,10 +404,8 @@ class Server:
                 raise ResourceNotFound(message, data={"uri": uri})
 
         async def run(context: Context) -> dict[str, Any]:
-            call_args = dict(kwargs)
-            if param is not None:
-                call_args[param] = context
-            return {"contents": to_contents(uri, await fn(**call_args), mime)}
+            return {"contents": to_contents(uri, await call_handler(fn, kwargs, param, context),
+                                            mime)}
 
         return await self._with_inputs(request, run)
 
@@ -439,10 +444,8 @@ class Server:
         checked = prompt.check_arguments(arguments)
 
         async def run(context: Context) -> dict[str, Any]:
-            call_args: dict[str, Any] = dict(checked)
-            if prompt.context_param is not None:
-                call_args[prompt.context_param] = context
-            return to_prompt_result(await prompt.fn(**call_args), prompt.description)
+            returned = await call_handler(prompt.fn, checked, prompt.context_param, context)
+            return to_prompt_result(returned, prompt.description)
 
         return await self._with_inputs(request, run)
 

@@ -220,3 +220,16 @@ def context_parameter(fn: Callable[..., Any]) -> str | None:
         if annotation is Context or annotation == "Context" or name == "ctx":
             return name
     return None
+
+
+async def call_handler(
+    fn: Callable[..., Awaitable[Any]],
+    arguments: dict[str, Any],
+    context_param: str | None,
+    context: Any,
+) -> Any:
+    """Call a tool, resource or prompt handler with its arguments and, if it takes one, the
+    Context."""
+    if context_param is None:
+        return await fn(**arguments)
+    return await fn(**arguments, **{context_param: context})

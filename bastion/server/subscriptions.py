@@ -13,6 +13,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.protocol import messages
 from bastion.protocol.jsonrpc import Notification, RequestId
 from bastion.protocol.lifecycle import LifecycleState
 from bastion.protocol.meta import SUBSCRIPTION_ID
@@ -86,23 +87,23 @@ class Subscribers:
                 listener.ended.set()
 
     async def list_changed(self, kind: str) -> None:
-        method = f"notifications/{kind}/list_changed"
+        notification = messages.list_changed(kind)
         for connection in list(self.connections):
             if connection.lifecycle.state is LifecycleState.OPERATING:
                 with contextlib.suppress(PeerClosed):
-                    await connection.send_notification(Notification(method))
+                    await connection.send_notification(notification)
         for listener in list(self.listeners):
             if kind in listener.flags:
                 with contextlib.suppress(PeerClosed):
-                    await listener.send(method)
+                    await listener.send(notification.method)
 
     async def resource_updated(self, uri: str) -> None:
-        method = "notifications/resources/updated"
+        notification = messages.resource_updated(uri)
         for connection in list(self.connections):
             if uri in connection.subscriptions:
                 with contextlib.suppress(PeerClosed):
-                    await connection.send_notification(Notification(method, {"uri": uri}))
+                    await connection.send_notification(notification)
         for listener in list(self.listeners):
             if uri in listener.resource_uris:
                 with contextlib.suppress(PeerClosed):
-                    await listener.send(method, {"uri": uri})
+                    await listener.send(notification.method, notification.params)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import orjson
 
-from bastion.server.context import context_parameter
+from bastion.server.context import call_handler, context_parameter
 from bastion.server.schemas import SchemaValidator, infer_input_schema
 
 TaskSupport = Literal["forbidden", "optional", "required"]
@@ -80,11 +80,8 @@ class Tool:
         return self._validator.errors(arguments)
 
     async def invoke(self, arguments: dict[str, Any], context: Any) -> dict[str, Any]:
-        kwargs = dict(arguments)
-        if self.context_param is not None:
-            kwargs[self.context_param] = context
         try:
-            returned = await self.fn(**kwargs)
+            returned = await call_handler(self.fn, arguments, self.context_param, context)
         except ToolError as exc:
             return ToolResult([{"type": "text", "text": str(exc)}], is_error=True).to_dict()
         return self.to_result(returned)

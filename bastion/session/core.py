@@ -139,15 +139,19 @@ class Session:
             return
         self.close_reason = reason
         self._closed.set()
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(PeerClosed(f"{pending.method}: {reason}"))
+        self._fail_pending(reason)
         self._pending.clear()
         self._progress.clear()
         current = asyncio.current_task()
         for task in (*self._incoming.values(), *self._tasks):
             if task is not current:
                 task.cancel()
+
+    def _fail_pending(self, reason: str) -> None:
+        """Our requests still waiting can get no answer any more."""
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(PeerClosed(f"{pending.method}: {reason}"))
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)
@@ -161,19 +165,22 @@ class Session:
             raise PeerClosed(self.close_reason or "session closed")
         data = dumps(message)
         if len(data) > self.max_message_size:
-            data = self._shrink(message, len(data))
+            data = self._shrink(message, data)
+        await self._write(data)
+
+    async def _write(self, data: bytes) -> None:
         try:
             await self.channel.write_frame(data)
         except EndOfStream as exc:
             self._shutdown(self._close_text())
             raise PeerClosed(self.close_reason or "session closed") from exc
 
-    def _shrink(self, message: Message | dict[str, Any], size: int) -> bytes:
+    def _shrink(self, message: Message | dict[str, Any], data: bytes) -> bytes:
         """An oversized response becomes an error the peer can read; anything else fails here."""
         as_dict = message if isinstance(message, dict) else message.to_dict()
-        limit = self.max_message_size
+        size, limit = len(data), self.max_message_size
         if "error" in as_dict:
-            return dumps(as_dict)  # our own errors are small; always let them through
+            return data  # our own errors are small; always let them through
         if "result" in as_dict and "id" in as_dict:
             logger.warning("%s: a %d-byte result exceeds the %d-byte limit", self.name, size, limit)
             return dumps(error_response(as_dict["id"], InternalError(
@@ -266,9 +273,7 @@ class Session:
         before closing its side still get their responses if it is reading (a client that
         pipes a file of requests into a server and closes stdin gets every answer).
         """
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(PeerClosed(f"{pending.method}: {reason}"))
+        self._fail_pending(reason)
         if self.on_input_closed is not None:
             self.on_input_closed()
         in_flight = [t for t in self._incoming.values() if t is not asyncio.current_task()]
@@ -361,11 +366,7 @@ class Session:
     async def send_raw_batch(self, replies: list[dict[str, Any]]) -> None:
         if self.closed:
             raise PeerClosed(self.close_reason or "session closed")
-        try:
-            await self.channel.write_frame(orjson.dumps(replies))
-        except EndOfStream as exc:
-            self._shutdown(self._close_text())
-            raise PeerClosed(self.close_reason or "session closed") from exc
+        await self._write(orjson.dumps(replies))
 
     def _on_response(self, message: Response | ErrorResponse) -> None:
         if message.id is None:
