@@ -9,15 +9,18 @@ import asyncio
 import shlex
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bastion import __version__
 from bastion.client import Client, ClientHandlers, connect_stdio
+from bastion.config import BastionConfig, ConfigError, load_config, resolve_state_dir
 from bastion.protocol.errors import MCPError, ProtocolError
 from bastion.session.errors import SessionError
 from bastion.transport.stdio import ProcessStartError
@@ -29,6 +32,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+config_app = typer.Typer(
+    help="Check Bastion's configuration file.", no_args_is_help=True, add_completion=False)
+app.add_typer(config_app, name="config")
 console = Console()
 errors = Console(stderr=True)
 _state = {"debug": False}
@@ -164,6 +170,97 @@ def _print_tools(client: Client, listed: list[dict[str, Any]]) -> None:
     for tool in listed:
         description = (tool.get("description") or "").strip().splitlines()
         table.add_row(tool.get("name", "?"), description[0][:80] if description else "")
+    console.print(table)
+
+
+@app.command()
+def serve(
+    config_file: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="The configuration file (YAML, or an mcp.json); without it, "
+        "the embedded demo configuration.")] = None,
+    http: Annotated[str | None, typer.Option(
+        "--http", help="Listen on HOST:PORT (default: the file's server.host/port).")] = None,
+    stdio: Annotated[bool, typer.Option(
+        "--stdio", help="Serve one client on stdin/stdout instead of HTTP.")] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the gateway: one MCP endpoint in front of the configured upstreams."""
+    import logging
+
+    from bastion.config import default_config
+    from bastion.gateway.serve import Listener, UnsafeListener
+    from bastion.gateway.serve import serve as run_gateway
+
+    if http and stdio:
+        raise typer.BadParameter("give --http or --stdio, not both")
+    level = log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise typer.BadParameter(f"--log-level must be debug, info, warning or error, "
+                                 f"not {log_level!r}")
+    # Logs go to stderr: on --stdio, stdout carries only MCP messages.
+    logging.basicConfig(stream=sys.stderr, level=level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(config_file) if config_file is not None else default_config()
+        listener = Listener(stdio=stdio)
+        if http:
+            host, sep, port = http.rpartition(":")
+            if not sep or not port.isdigit() or not host:
+                raise typer.BadParameter(f"--http must be HOST:PORT, not {http!r}")
+            listener.host, listener.port = host.strip("[]"), int(port)
+    except ConfigError as exc:
+        if _state["debug"]:
+            raise
+        errors.print(Text(str(exc), style="red"), soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        asyncio.run(run_gateway(config, listener))
+    except (UnsafeListener, ConfigError) as exc:
+        if _state["debug"]:
+            raise
+        errors.print(Text(f"error: {exc}", style="red"), soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[Path, typer.Argument(help="The configuration file (YAML, or an mcp.json).")],
+) -> None:
+    """Validate a configuration file and list its upstreams; exit 2 if it is not valid."""
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        if _state["debug"]:
+            raise
+        # Text, not markup: a message may hold brackets such as `args[0]`.
+        errors.print(Text(str(exc), style="red"), soft_wrap=True)
+        raise typer.Exit(2) from None
+    _print_upstreams(config)
+    server = config.server
+    count, enabled = len(config.mcp_servers), len(config.upstreams)
+    console.print(f"[green]{file}: valid[/green] — {count} upstream{'s' * (count != 1)} "
+                  f"({enabled} enabled); serves http://{server.host}:{server.port}{server.path}; "
+                  f"state in {resolve_state_dir(config)}", highlight=False)
+
+
+def _print_upstreams(config: BastionConfig) -> None:
+    table = Table(title="upstreams")
+    # Folded, never cut: on a narrow terminal every value is still there in full.
+    table.add_column("name", overflow="fold")
+    table.add_column("transport", overflow="fold")
+    table.add_column("command or URL", overflow="fold", ratio=1)
+    for column in ("env, headers", "prefix", "timeout", "enabled", "protocol"):
+        table.add_column(column, overflow="fold")
+    for upstream in config.mcp_servers.values():
+        # Values of env and headers are credentials more often than not: names only.
+        names = [*(f"env {name}" for name in upstream.env),
+                 *(f"header {name}" for name in upstream.headers)]
+        table.add_row(
+            Text(upstream.name), upstream.transport, Text(upstream.display_target()),
+            Text(", ".join(names)), Text(repr(upstream.effective_prefix)),
+            f"{upstream.timeout:g}s", "yes" if upstream.enabled else "no", upstream.protocol)
     console.print(table)
 
 

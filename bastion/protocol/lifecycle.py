@@ -64,6 +64,23 @@ class LegacyServerLifecycle:
         self.state = LifecycleState.INITIALIZED
         return self.protocol_version
 
+    def resume(self, protocol_version: str, client_capabilities: dict[str, Any],
+               client_info: dict[str, Any] | None = None) -> None:
+        """Continue a session whose handshake happened elsewhere (another replica, whose
+        sealed session id carried what was negotiated): operating at once, no initialize."""
+        if self.state is not LifecycleState.NEW:
+            raise InvalidRequest(f"cannot resume a session into a {self.state} lifecycle")
+        if protocol_version not in self.supported_versions:
+            raise InvalidParams(
+                f"protocol version {str(protocol_version)[:40]!r} is not served here "
+                f"(supported: {', '.join(self.supported_versions)}): initialize a new session")
+        if not isinstance(client_capabilities, dict):
+            raise InvalidParams("resumed client capabilities must be an object")
+        self.protocol_version = protocol_version
+        self.client_capabilities = client_capabilities
+        self.client_info = client_info if isinstance(client_info, dict) else None
+        self.state = LifecycleState.OPERATING
+
     def initialized(self) -> None:
         """The client's `notifications/initialized` arrived."""
         if self.state is LifecycleState.INITIALIZED:

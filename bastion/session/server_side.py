@@ -13,6 +13,7 @@ transport both serve requests through it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,6 +62,8 @@ class ServerRequest:
     log_level: str | None
     incoming: IncomingRequest
     connection: PeerConnection | None = None
+    #: The HTTP request's headers (lower-case names), for a gateway's checks; None on stdio.
+    headers: Mapping[str, str] | None = None
 
     @property
     def id(self) -> RequestId:

@@ -4,17 +4,25 @@
 answers to server-to-client requests, GET streams (fresh or resumed) and DELETE.
 
 A session starts with a plain `initialize` POST and is named by the `MCP-Session-Id` the
-server issues (`secrets.token_urlsafe`: visible ASCII, unguessable). It holds what a stdio
-connection would: the legacy lifecycle, the client's log level and resource subscriptions,
-its requests in flight (so `notifications/cancelled` and DELETE can stop them), and the
-server-to-client requests waiting for the answer the client POSTs back.
+server issues once initialize succeeded, by a `SessionIds` strategy (`session_ids`): random
+(the default: the session lives here only), or a sealed token any replica holding the key
+can resume: a request naming an id not held here rebuilds the session from it, operating at
+once. Every request naming a session must come from the principal it is bound to
+(`principal_of` reads it from the headers), or it is answered like an unknown session (404).
+
+A session holds what a stdio connection would: the legacy lifecycle, the client's log level
+and resource subscriptions, its requests in flight (so `notifications/cancelled` and DELETE
+can stop them), and the server-to-client requests waiting for the answer the client POSTs
+back.
 
 Messages travel on `EventStream`s: each POST that streams its answer gets one, and stream 0
 is the standalone GET stream for messages unrelated to any request (list changes, resource
 updates, task status). A server-to-client request made while serving a POST goes on that
-POST's stream; made elsewhere (or after that stream finished) it goes on stream 0. Memory is
-bounded: events per stream, finished streams kept for resumption, and sessions (idle ones
-expire, and at capacity new sessions are refused).
+POST's stream; made elsewhere (or after that stream finished) it goes on stream 0. A session
+resumed from its id has no stream history here: a `Last-Event-ID` of another replica's
+stream opens the standalone stream afresh. Memory is bounded: events per stream, finished
+streams kept for resumption, and sessions (idle ones expire, and at capacity new sessions
+are refused).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -47,6 +55,14 @@ from bastion.protocol.lifecycle import LegacyServerLifecycle
 from bastion.protocol.meta import progress_token
 from bastion.session.context import IncomingRequest
 from bastion.session.errors import PeerClosed, RequestTimeout
+from bastion.transport.http.session_ids import (
+    PrincipalOf,
+    RandomSessionIds,
+    SessionIdError,
+    SessionIds,
+    SessionSnapshot,
+    log_refused,
+)
 from bastion.transport.http.sse import (
     SSE_HEADERS,
     EventStream,
@@ -101,9 +117,20 @@ class LegacySession:
         *,
         max_events: int,
         max_finished_streams: int,
+        restored: bool = False,
     ) -> None:
+        #: Empty until initialize succeeded and the registry issued the id.
         self.id = session_id
         self.lifecycle = lifecycle
+        #: Who opened the session (None: anonymous); every request must come from them.
+        self.principal: str | None = None
+        #: Application data that follows the session to other replicas (sealed into its id
+        #: by `SealedSessionIds`): set it before initialize ends; JSON, kept small.
+        self.extra: dict[str, Any] = {}
+        #: Wall-clock time the id stops being valid (None: never).
+        self.expires_at: float | None = None
+        #: Rebuilt from an id another process issued (it has no stream history here).
+        self.restored = restored
         self.log_level: str | None = None
         self.subscriptions: set[str] = set()
         self.closed = False
@@ -111,7 +138,9 @@ class LegacySession:
         self.in_flight: dict[RequestId, asyncio.Task[Any]] = {}
         self._max_events = max_events
         self._max_finished = max_finished_streams
-        self._stream_ids = itertools.count(1)
+        # A resumed session numbers its streams from a random point, so an event id from the
+        # replica that issued them is unlikely to name one of this replica's streams.
+        self._stream_ids = itertools.count(secrets.randbelow(1 << 30) + 1 if restored else 1)
         self._request_ids = itertools.count(1)
         self._pending: dict[RequestId, asyncio.Future[dict[str, Any]]] = {}
         #: Streams a client may write or resume: 0 (the GET stream) always, POST streams once
@@ -246,8 +275,13 @@ class LegacySession:
             stream.finish()
 
 
+class SessionLimitReached(Exception):
+    """The endpoint holds `max_sessions` sessions: it takes no other now."""
+
+
 class SessionRegistry:
-    """The live legacy sessions of one endpoint, bounded in number and idle time."""
+    """The live legacy sessions of one endpoint, bounded in number and idle time; `ids`
+    names them (and may resume ones issued elsewhere)."""
 
     def __init__(
         self,
@@ -257,42 +291,96 @@ class SessionRegistry:
         idle_timeout: float,
         max_events: int,
         max_finished_streams: int,
+        ids: SessionIds | None = None,
     ) -> None:
         self.app = app
+        self.ids: SessionIds = ids if ids is not None else RandomSessionIds()
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
         self._max_events = max_events
         self._max_finished = max_finished_streams
         self._sessions: dict[str, LegacySession] = {}
         self._last_sweep = time.monotonic()
+        #: Resumable ids the client DELETEd here -> their expiry: never resumed here again.
+        #: (Other replicas do not know: see `session_ids` on revocation.)
+        self._deleted: OrderedDict[str, float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._sessions)
 
     def get(self, session_id: str) -> LegacySession | None:
+        """The session held here under that id, if its id has not expired."""
         self.sweep()
         session = self._sessions.get(session_id)
-        if session is not None:
-            session.touch()
+        if session is None:
+            return None
+        if session.expires_at is not None and session.expires_at <= time.time():
+            logger.info("legacy session %s… ended: its id expired", session_id[:8])
+            self.end(session)
+            return None
+        session.touch()
         return session
 
-    def create(self) -> LegacySession | None:
+    def create(self, principal: str | None = None) -> LegacySession | None:
         """A new session (not yet listed: `add` it once initialize succeeded), or None when
         the endpoint is at capacity."""
         self.sweep()
         if len(self._sessions) >= self.max_sessions:
             return None
-        session = LegacySession(
-            secrets.token_urlsafe(32),
-            LegacyServerLifecycle(self.app.legacy_versions),
-            max_events=self._max_events,
-            max_finished_streams=self._max_finished,
-        )
+        return self._open("", LegacyServerLifecycle(self.app.legacy_versions), principal)
+
+    def add(self, session: LegacySession) -> None:
+        """List a session whose initialize succeeded, under the id `ids` issues for it
+        (`SessionIdError` if none can be made)."""
+        session.id = self.ids.issue(session)
+        self._sessions[session.id] = session
+
+    def restore(self, session_id: str, principal: str | None) -> LegacySession | None:
+        """The session a valid id issued elsewhere carries, rebuilt and listed; None if
+        `ids` cannot open it for `principal`. `SessionLimitReached` at capacity."""
+        if session_id in self._deleted:
+            if self._deleted[session_id] > time.time():
+                return None
+            del self._deleted[session_id]
+        snapshot = self.ids.restore(session_id, principal)
+        if snapshot is None:
+            return None
+        self.sweep()
+        if len(self._sessions) >= self.max_sessions:
+            raise SessionLimitReached
+        lifecycle = LegacyServerLifecycle(self.app.legacy_versions)
+        try:
+            lifecycle.resume(snapshot.protocol_version, snapshot.client_capabilities,
+                             snapshot.client_info)
+        except MCPError as exc:
+            logger.warning("cannot resume legacy session %s…: %s", session_id[:8], exc)
+            return None
+        session = self._open(session_id, lifecycle, principal, snapshot)
+        self._sessions[session_id] = session
+        logger.info("resumed legacy session %s… (issued elsewhere, %s)", session_id[:8],
+                    snapshot.protocol_version)
+        return session
+
+    def _open(self, session_id: str, lifecycle: LegacyServerLifecycle, principal: str | None,
+              snapshot: SessionSnapshot | None = None) -> LegacySession:
+        """A new session, announced to the app (which sees its principal and extra)."""
+        session = LegacySession(session_id, lifecycle, max_events=self._max_events,
+                                max_finished_streams=self._max_finished,
+                                restored=snapshot is not None)
+        session.principal = principal
+        if snapshot is not None:
+            session.extra = snapshot.extra
+            session.expires_at = snapshot.expires_at
         self.app.connection_opened(session)
         return session
 
-    def add(self, session: LegacySession) -> None:
-        self._sessions[session.id] = session
+    def delete(self, session: LegacySession) -> None:
+        """The client ended the session: end it, and never resume its id here again."""
+        if session.expires_at is not None:
+            self._deleted[session.id] = session.expires_at
+            while len(self._deleted) > self.max_sessions:
+                self._deleted.popitem(last=False)
+        self.end(session)
 
     def end(self, session: LegacySession) -> None:
         """Terminate a session (DELETE, expiry, a failed initialize, shutdown)."""
@@ -331,10 +419,12 @@ class LegacyEndpoint:
     """Legacy traffic on the endpoint, once the gate let it in and the era is known."""
 
     def __init__(self, app: ServerApp, router: EraRouter, sessions: SessionRegistry, *,
-                 keepalive: float, retry_ms: int) -> None:
+                 keepalive: float, retry_ms: int, principal_of: PrincipalOf | None = None
+                 ) -> None:
         self.app = app
         self.router = router
         self.sessions = sessions
+        self.principal_of = principal_of
         self.keepalive = keepalive
         self.retry_ms = retry_ms
         self._versions = frozenset(app.legacy_versions)
@@ -353,16 +443,31 @@ class LegacyEndpoint:
                        request_id: RequestId | None) -> LegacySession | None:
         """The session the request names, or None after answering 400 (none) or 404."""
         session_id = headers.get(SESSION_HEADER)
-        if not session_id:
+        if session_id is None:
             await send_error(send, 400, InvalidRequest(
                 "the Mcp-Session-Id header is required (start a session with initialize)"),
                 request_id=request_id)
             return None
-        session = self.sessions.get(session_id.strip())
+        session_id = session_id.strip()
+        principal = self._principal(headers)
+        session = self.sessions.get(session_id)
+        if session is None:
+            try:
+                session = self.sessions.restore(session_id, principal)
+            except SessionLimitReached:
+                await send_error(send, 503, InternalError(
+                    "too many sessions on this server; try again later"), request_id=request_id)
+                return None
+        elif not self.sessions.ids.binding_matches(session, principal):
+            log_refused(session_id)
+            session = None  # answered as unknown: nobody learns that the session exists
         if session is None:
             await send_error(send, 404, InvalidRequest(
                 "unknown or ended session: initialize a new one"), request_id=request_id)
         return session
+
+    def _principal(self, headers: dict[str, str]) -> str | None:
+        return self.principal_of(headers) if self.principal_of is not None else None
 
     # -- POST -----------------------------------------------------------------------------
 
@@ -375,7 +480,7 @@ class LegacyEndpoint:
             return
         if (isinstance(message, Request) and message.method == "initialize"
                 and not headers.get(SESSION_HEADER)):
-            await self._initialize(message, send, json_ok)
+            await self._initialize(message, headers, send, json_ok)
             return
         session = await self._session(headers, send, request_id)
         if session is None:
@@ -389,8 +494,9 @@ class LegacyEndpoint:
         else:
             await self._request(session, message, receive, send, json_ok, sse_ok)
 
-    async def _initialize(self, message: Request, send: Send, json_ok: bool) -> None:
-        session = self.sessions.create()
+    async def _initialize(self, message: Request, headers: dict[str, str], send: Send,
+                          json_ok: bool) -> None:
+        session = self.sessions.create(self._principal(headers))
         if session is None:
             await send_error(send, 503, InternalError("too many sessions; try again later"),
                              request_id=message.id)
@@ -404,7 +510,14 @@ class LegacyEndpoint:
             self.sessions.end(session)
             await send_error(send, 200, exc, request_id=message.id)
             return
-        self.sessions.add(session)
+        try:
+            self.sessions.add(session)
+        except SessionIdError as exc:
+            logger.error("could not issue a session id: %s", exc)
+            self.sessions.end(session)
+            await send_error(send, 200, InternalError(
+                "the server could not issue a session id; see its log"), request_id=message.id)
+            return
         body = orjson.dumps({"jsonrpc": "2.0", "id": message.id, "result": result})
         session_header = (b"mcp-session-id", session.id.encode("ascii"))
         if json_ok:
@@ -464,24 +577,28 @@ class LegacyEndpoint:
             await send_error(send, 406, InvalidRequest("GET needs Accept: text/event-stream"))
             return
         last = headers.get("last-event-id")
+        position = parse_event_id(last) if last is not None else None
+        resumed = session.streams.get(position[0]) if position else None
+        if session.restored and position is not None and (
+            resumed is None or position[1] > resumed.last_seq
+        ):
+            last = None  # an event of the replica that issued the id: no history here
         if last is None:
             stream = session.standalone
             outbox = StreamOutbox(stream, cursor=stream.last_seq, priming_id=stream.allocate(),
                                   retry_ms=self.retry_ms)
+        elif position is None or resumed is None:
+            await send_error(send, 400, InvalidRequest(
+                f"Last-Event-ID {last[:40]!r} names no stream of this session"))
+            return
         else:
-            position = parse_event_id(last)
-            resumed = session.streams.get(position[0]) if position else None
-            if position is None or resumed is None:
-                await send_error(send, 400, InvalidRequest(
-                    f"Last-Event-ID {last[:40]!r} names no stream of this session"))
-                return
             outbox = StreamOutbox(resumed, cursor=position[1])  # replays only that stream
         await self._write(session, outbox, send, receive, False, True)
 
     async def delete(self, headers: dict[str, str], send: Send) -> None:
         session = await self._session(headers, send, None)
         if session is not None:
-            self.sessions.end(session)
+            self.sessions.delete(session)
             await send_empty(send, 204)
 
     async def _write(self, session: LegacySession, outbox: StreamOutbox, send: Send,

@@ -42,22 +42,14 @@ from bastion.protocol.errors import (
     MISSING_REQUIRED_CLIENT_CAPABILITY,
     PARSE_ERROR,
     UNSUPPORTED_PROTOCOL_VERSION,
-    HeaderMismatch,
     InvalidRequest,
     MCPError,
 )
 from bastion.protocol.headers import (
-    METHOD_HEADER,
-    NAME_FIELDS,
-    NAME_HEADER,
-    PARAM_HEADER_PREFIX,
     PROTOCOL_VERSION_HEADER,
     SESSION_HEADER,
     InvalidHeaderAnnotation,
-    decode_value,
     header_params,
-    matches,
-    value_at,
 )
 from bastion.protocol.jsonrpc import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -69,10 +61,16 @@ from bastion.protocol.jsonrpc import (
     loads,
 )
 from bastion.protocol.meta import RequestMeta, is_modern_request
+from bastion.protocol.routing_headers import (
+    DUPLICATES_KEY,
+    HeaderCheck,
+    check_routing_headers,
+)
 from bastion.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from bastion.session.context import IncomingRequest
 from bastion.session.server_side import EraRouter, ServerApp
 from bastion.transport.http.legacy_sessions import LegacyEndpoint, SessionRegistry
+from bastion.transport.http.session_ids import PrincipalOf, SessionIds
 from bastion.transport.http.sse import (
     Receive,
     RequestOutbox,
@@ -102,8 +100,6 @@ MODERN_STATUS = {
 }
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-#: Methods of the tasks extension whose Mcp-Name mirrors a body field (SEP-2663).
-_TASK_NAME_FIELDS = {"tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}
 _ALLOW_POST = [(b"allow", b"POST")]
 _ALLOW_ALL = [(b"allow", b"GET, POST, DELETE")]
 _CLOSE = [(b"connection", b"close")]
@@ -130,6 +126,11 @@ class McpHttpEndpoint:
     unsent. `allowed_hosts` holds host names (any port) or `host:port` pairs, `"*"` turning
     the check off; an `Origin` passes when it is listed in `allowed_origins` (`"*"` for
     any) or its host is an allowed host name.
+
+    Legacy sessions: `session_ids` names them (`RandomSessionIds` by default; a
+    `SealedSessionIds` lets any replica with the same keys resume them), and `principal_of`
+    reads a request's principal from its headers (None: anonymous), which must be the
+    session's on every request naming one (see `session_ids`).
     """
 
     def __init__(
@@ -147,6 +148,9 @@ class McpHttpEndpoint:
         max_events_per_stream: int = 256,
         max_finished_streams: int = 32,
         max_queued_messages: int = 64,
+        header_check: HeaderCheck | None = None,
+        session_ids: SessionIds | None = None,
+        principal_of: PrincipalOf | None = None,
     ) -> None:
         self.app = app
         self.path = path.rstrip("/") or "/"
@@ -162,12 +166,17 @@ class McpHttpEndpoint:
         self.keepalive = keepalive_interval
         self.retry_ms = retry_ms
         self.max_queued = max_queued_messages
+        #: The routing headers against the body, before any other rule: this server's own
+        #: check unless the application brings one (the gateway's header/body guard stage).
+        self.header_check: HeaderCheck = header_check or self._check_headers
         self.sessions = SessionRegistry(
             app, max_sessions=max_sessions, idle_timeout=session_idle_timeout,
             max_events=max_events_per_stream, max_finished_streams=max_finished_streams,
+            ids=session_ids,
         )
         self.legacy = LegacyEndpoint(app, self.router, self.sessions,
-                                     keepalive=keepalive_interval, retry_ms=retry_ms)
+                                     keepalive=keepalive_interval, retry_ms=retry_ms,
+                                     principal_of=principal_of)
         self._tasks: set[asyncio.Task[Any]] = set()
         #: `{tool name: (tool, {header name: property path})}` from `x-mcp-header`.
         self._param_cache: dict[str, tuple[Any, dict[str, tuple[str, ...]]]] = {}
@@ -332,9 +341,10 @@ class McpHttpEndpoint:
             meta = RequestMeta.parse(params)
             incoming = IncomingRequest(outbox, message.id, message.method, params,
                                        meta.progress_token)
-            self._check_headers(message, params, meta, headers)
+            self.header_check(message.method, params, meta.protocol_version, headers)
             self.router.check_version(meta)
             request = self.router.modern_request(incoming, meta, None)
+            request.headers = headers
         except MCPError as exc:
             await send_error(send, MODERN_STATUS.get(exc.code, 200), exc, request_id=message.id)
             return
@@ -352,68 +362,9 @@ class McpHttpEndpoint:
         await answer_watching(outbox, send, receive, keepalive=self.keepalive, json_ok=json_ok,
                               sse_ok=sse_ok, cancel=task)
 
-    def _check_headers(self, message: Request, params: dict[str, Any], meta: RequestMeta,
+    def _check_headers(self, method: str, params: dict[str, Any], version: str,
                        headers: dict[str, str]) -> None:
-        """The routing headers must agree with the body (400 + -32020 otherwise)."""
-        duplicated = set(headers.get(_DUPLICATES, "").split())
-        repeated = duplicated & _ROUTING_HEADERS
-        if repeated:
-            raise HeaderMismatch(f"the {min(repeated)} header appears more than once")
-        version = headers.get(PROTOCOL_VERSION_HEADER)
-        if version is None:
-            raise HeaderMismatch("the MCP-Protocol-Version header is required")
-        if version.strip(" \t") != meta.protocol_version:
-            raise HeaderMismatch(
-                f"MCP-Protocol-Version header {version.strip()[:40]!r} does not match "
-                f"_meta protocolVersion {meta.protocol_version[:40]!r}")
-        method = headers.get(METHOD_HEADER)
-        if method is None:
-            raise HeaderMismatch("the Mcp-Method header is required")
-        if method.strip(" \t") != message.method:
-            raise HeaderMismatch(f"Mcp-Method header {method.strip()[:60]!r} does not match "
-                                 f"the method {message.method[:60]!r}")
-        raw_name = headers.get(NAME_HEADER)
-        field = NAME_FIELDS.get(message.method)
-        if field is None:
-            field = _TASK_NAME_FIELDS.get(message.method)
-            # The tasks extension (SEP-2663) names the task in Mcp-Name; our spec text does not
-            # require the header yet, so only a present one is checked.
-            if field is not None and raw_name is not None and (
-                decode_value(raw_name) != str(params.get(field))
-            ):
-                raise HeaderMismatch(f"Mcp-Name header {raw_name.strip()[:60]!r} does not "
-                                     f"match params.{field}")
-            return
-        body_name = params.get(field)
-        if isinstance(body_name, str):
-            if raw_name is None:
-                raise HeaderMismatch(f"the Mcp-Name header is required for {message.method}")
-            if not _plain_equal(raw_name, body_name) and decode_value(raw_name) != body_name:
-                raise HeaderMismatch(f"Mcp-Name header {raw_name.strip()[:60]!r} does not "
-                                     f"match params.{field}")
-        if message.method == "tools/call" and isinstance(body_name, str):
-            self._check_param_headers(body_name, params.get("arguments"), headers, duplicated)
-
-    def _check_param_headers(self, tool_name: str, arguments: Any, headers: dict[str, str],
-                             duplicated: set[str]) -> None:
-        """Each `x-mcp-header` argument and its `Mcp-Param-*` header: both or neither, equal."""
-        for name, path in self._header_params(tool_name).items():
-            key = PARAM_HEADER_PREFIX + name.lower()
-            if key in duplicated:
-                raise HeaderMismatch(f"the Mcp-Param-{name} header appears more than once")
-            raw = headers.get(key)
-            value = value_at(arguments, path)
-            if value is None:
-                if raw is not None:
-                    raise HeaderMismatch(f"Mcp-Param-{name} is present but the argument "
-                                         f"{'.'.join(path)!r} is not")
-                continue
-            if raw is None:
-                raise HeaderMismatch(f"the Mcp-Param-{name} header is required: the argument "
-                                     f"{'.'.join(path)!r} is present")
-            if not matches(decode_value(raw), value):
-                raise HeaderMismatch(f"Mcp-Param-{name} header does not match the argument "
-                                     f"{'.'.join(path)!r}")
+        check_routing_headers(method, params, version, headers, self._header_params)
 
     def _header_params(self, tool_name: str) -> dict[str, tuple[str, ...]]:
         tools = getattr(self.app, "tools", None)
@@ -456,13 +407,6 @@ class McpHttpEndpoint:
 
 # -- helpers ------------------------------------------------------------------------------------
 
-#: A pseudo-header `_headers` sets to the names of repeated MCP headers (space-separated).
-_DUPLICATES = ":duplicated"
-#: Repeated, these make a request ambiguous: a router and the server could read different
-#: copies. (Repeated unknown `Mcp-Param-*` headers are not our business.)
-_ROUTING_HEADERS = frozenset({PROTOCOL_VERSION_HEADER, METHOD_HEADER, NAME_HEADER})
-
-
 def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """Header names (ASGI lowercases them) to values; repeated ones are joined with commas,
     and a repeated MCP routing header is noted, because it can never be trusted."""
@@ -472,17 +416,11 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
         value = raw_value.decode("latin-1")
         if name in headers:
             if name.startswith("mcp-"):
-                headers[_DUPLICATES] = f"{headers.get(_DUPLICATES, '')} {name}".lstrip()
+                headers[DUPLICATES_KEY] = f"{headers.get(DUPLICATES_KEY, '')} {name}".lstrip()
             headers[name] = f"{headers[name]}, {value}"
         else:
             headers[name] = value
     return headers
-
-
-def _plain_equal(raw: str, value: str) -> bool:
-    """The common case, without decoding: a plain printable-ASCII header equal to the body."""
-    raw = raw.strip(" \t")
-    return raw == value and raw.isascii() and raw.isprintable()
 
 
 def _has_port(host: str) -> bool:
@@ -522,13 +460,14 @@ async def _plain(send: Send, status: int, body: bytes) -> None:
 
 
 def asgi_app(server: ServerApp, path: str = "/mcp", **options: Any) -> McpHttpEndpoint:
-    """The ASGI app serving `server` at `path` (options: see `McpHttpEndpoint`)."""
+    """The ASGI app serving `server` at `path` (options: see `McpHttpEndpoint`, e.g.
+    `session_ids=SealedSessionIds(...)`, `principal_of=...`)."""
     return McpHttpEndpoint(server, path=path, **options)
 
 
 def uvicorn_server(server: ServerApp, host: str = "127.0.0.1", port: int = 8000, *,
                    path: str = "/mcp", log_level: str = "WARNING",
-                   **options: Any) -> uvicorn.Server:
+                   graceful_timeout: float = 5.0, **options: Any) -> uvicorn.Server:
     """A `uvicorn.Server` (httptools, uvloop) for the endpoint: `.run()`, or
     `await .serve()` inside a running loop. Its app (`.config.app`) is the endpoint."""
     import uvicorn  # only when serving: the endpoint itself is plain ASGI
@@ -542,7 +481,7 @@ def uvicorn_server(server: ServerApp, host: str = "127.0.0.1", port: int = 8000,
 
     config = uvicorn.Config(
         endpoint, host=host, port=port, http="httptools", loop="uvloop", lifespan="on",
-        log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5,
+        log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=graceful_timeout,
         server_header=False,
     )
     return _Server(config)

@@ -1,0 +1,216 @@
+"""The pydantic models of the one configuration file, and the embedded defaults.
+
+Upstreams are declared under `mcpServers` in the common mcp.json shape (`command`, `args`,
+`env`, `cwd` for stdio; `url`, `headers` for Streamable HTTP), with Bastion's own fields per
+upstream. VS Code's `servers` key is accepted in place of `mcpServers`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from bastion.config.keys import decode_session_key
+
+#: Upstream names become tool-name prefixes and log labels: keep them plain.
+UPSTREAM_NAME_RULE = ("use letters, digits, '_', '.' or '-' (at most 64 characters, starting "
+                      "with a letter or digit)")
+UpstreamName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+#: A prefix is glued to tool names, so it may only hold what a tool name may hold.
+_PREFIX = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
+#: Command-line options whose value is likely a credential; shown as *** in displays.
+_SECRET_OPTION = re.compile(r"(?i)token|secret|passw|api[-_]?key|auth|credential")
+
+
+class _Model(BaseModel):
+    # A misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class UpstreamConfig(_Model):
+    """One MCP server behind the gateway: a stdio command or a Streamable HTTP URL."""
+
+    # YAML reads `PORT: 8080` as a number; env values and args are strings to the child.
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    name: str = ""
+    command: str | None = Field(default=None, min_length=1)
+    args: list[str] = Field(default_factory=list)
+    # Values are often credentials: kept out of repr() so they never reach a log line.
+    env: dict[str, str] = Field(default_factory=dict, repr=False)
+    cwd: str | None = Field(default=None, min_length=1)
+    url: str | None = Field(default=None, min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    #: `None` means `<name>__`; `""` leaves the upstream's names unchanged.
+    prefix: str | None = None
+    #: Seconds one call may take (progress notifications restart the clock).
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+    connect_timeout: float = Field(default=30.0, gt=0, le=600)
+    enabled: bool = True
+    #: `auto` probes `server/discover` and falls back to `initialize`.
+    protocol: Literal["auto", "legacy", "modern"] = "auto"
+    #: mcp.json files often carry a `type` (`stdio`, `http`, `streamable-http`); accepted,
+    #: and checked against what the entry declares.
+    type: Literal["stdio", "http", "streamable-http", "streamableHttp"] | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _plain_prefix(cls, value: str | None) -> str | None:
+        if value is not None and not _PREFIX.match(value):
+            raise ValueError("prefix may hold only letters, digits, '_', '.' and '-' "
+                             "(at most 64 characters)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> UpstreamConfig:
+        if self.command is not None and self.url is not None:
+            raise ValueError("give `command` (a stdio server) or `url` (an HTTP server), not both")
+        if self.command is None and self.url is None:
+            raise ValueError("give `command` (a stdio server) or `url` (an HTTP server)")
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            # The URL itself may carry a credential, so only its scheme is repeated.
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"url must be http:// or https:// with a host name "
+                                 f"(got scheme {parts.scheme!r})")
+        if self.type is not None and (self.type == "stdio") != (self.command is not None):
+            raise ValueError(f"type {self.type!r} does not match the entry's "
+                             f"{'command' if self.command else 'url'}")
+        return self
+
+    @property
+    def transport(self) -> Literal["stdio", "http"]:
+        return "stdio" if self.command is not None else "http"
+
+    @property
+    def effective_prefix(self) -> str:
+        return f"{self.name}__" if self.prefix is None else self.prefix
+
+    def display_target(self) -> str:
+        """The command line or URL, for people and logs: likely credentials become `***`."""
+        if self.command is not None:
+            return " ".join([shlex.quote(self.command), *_redacted_args(self.args)])
+        parts = urlsplit(self.url or "")
+        netloc = parts.netloc.rpartition("@")[2]
+        if "@" in parts.netloc:
+            netloc = f"***@{netloc}"
+        query = "&".join(f"{key}=***" for key, _ in parse_qsl(parts.query, keep_blank_values=True))
+        return parts._replace(netloc=netloc, query=query, fragment="").geturl()
+
+
+def _redacted_args(args: list[str]) -> list[str]:
+    """Shell-quoted arguments; the value of an option named like a credential becomes ***."""
+    shown: list[str] = []
+    hide_next = False
+    for arg in args:
+        option, equals, _ = arg.partition("=")
+        if hide_next:
+            shown.append("***")
+            hide_next = False
+        elif option.startswith("-") and _SECRET_OPTION.search(option):
+            hide_next = not equals
+            shown.append(f"{shlex.quote(option)}=***" if equals else shlex.quote(arg))
+        else:
+            shown.append(shlex.quote(arg))
+    return shown
+
+
+class ServerConfig(_Model):
+    """How Bastion serves MCP: the HTTP listener and its limits."""
+
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (tests).
+    port: int = Field(default=8848, ge=0, le=65535)
+    path: str = "/mcp"
+    #: Host names (or host:port) accepted in the Host header; loopback names when empty.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
+    max_body_size: int = Field(default=4 * 1024 * 1024, gt=0, le=256 * 1024 * 1024)
+    #: On SIGTERM, calls in flight get this long to finish.
+    drain_timeout: float = Field(default=10.0, ge=0, le=600)
+    #: Items per page of a merged list.
+    page_size: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("path must start with /")
+        return value
+
+
+class GuardConfig(_Model):
+    """The guard pipeline: stage names, in the order they run."""
+
+    stages: list[str] = Field(default_factory=lambda: ["header_body"])
+
+
+class BastionConfig(_Model):
+    """The whole file."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    mcp_servers: dict[UpstreamName, UpstreamConfig] = Field(
+        default_factory=dict, alias="mcpServers",
+        validation_alias=AliasChoices("mcpServers", "servers"))
+    #: Where generated keys and local state live; relative to the configuration file.
+    state_dir: Path | None = None
+    #: 32 bytes as 64 hex digits or base64, for the AES-GCM session and state tokens; when
+    #: absent, one is generated at first start and kept in the state directory.
+    session_key: str | None = Field(default=None, repr=False)
+    guard: GuardConfig = Field(default_factory=GuardConfig)
+
+    #: The file this configuration was loaded from (None when built in code).
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("session_key")
+    @classmethod
+    def _decodable_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_session_key(value)
+        return value
+
+    @model_validator(mode="after")
+    def _name_upstreams(self) -> BastionConfig:
+        for name, upstream in self.mcp_servers.items():
+            upstream.name = name
+        return self
+
+    @property
+    def upstreams(self) -> list[UpstreamConfig]:
+        """The enabled upstreams, in the file's order."""
+        return [u for u in self.mcp_servers.values() if u.enabled]
+
+    @property
+    def source(self) -> Path | None:
+        """The absolute path of the file this was loaded from, or None."""
+        return self._source
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The directory relative paths in the file are relative to, or None."""
+        return self._source.parent if self._source is not None else None
+
+
+def default_config() -> BastionConfig:
+    """What `bastion serve` runs without `--config`: a loopback listener and the dev servers."""
+    servers = {"demo": {"command": sys.executable, "args": ["-m", "bastion.testing.everything"]}}
+    if importlib.util.find_spec("mcp_server_time") is not None:
+        servers["time"] = {"command": sys.executable, "args": ["-m", "mcp_server_time"]}
+    return BastionConfig.model_validate(
+        {"server": {"host": "127.0.0.1", "port": 8848, "path": "/mcp"}, "mcpServers": servers})

@@ -1,0 +1,1 @@
+"""The relay: upstream pool, catalogue, router, era bridge, notification fan-in."""

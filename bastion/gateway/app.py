@@ -1,0 +1,241 @@
+"""The gateway as an MCP server: one endpoint in front of every configured upstream.
+
+`Gateway` is a `ServerApp`, so the same transports that serve a `bastion.server.Server`
+(stdio and the Streamable HTTP endpoint, both eras, with `EraRouter`) serve it. It answers
+what it can itself (discovery, `initialize`, the merged lists, ping, log levels,
+subscriptions) and relays the rest (`relay.Relay`) to the upstream that owns the tool,
+prompt or resource, after the guard pipeline let the request through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from bastion import __version__
+from bastion.config import BastionConfig
+from bastion.gateway.bridge import ActiveCalls, ParkedCalls
+from bastion.gateway.catalog import Catalog
+from bastion.gateway.errors import UpstreamUnavailable
+from bastion.gateway.fanin import FanIn
+from bastion.gateway.relay import Relay
+from bastion.gateway.upstream import UpstreamPool
+from bastion.guard.pipeline import Call, build_pipeline
+from bastion.guard.stages import STAGES
+from bastion.protocol.capabilities import has_extension
+from bastion.protocol.errors import InvalidParams, MethodNotFound, ResourceNotFound
+from bastion.protocol.headers import InvalidHeaderAnnotation, header_params
+from bastion.protocol.jsonrpc import Notification
+from bastion.protocol.messages import initialize_result
+from bastion.protocol.meta import LOG_LEVELS, SERVER_INFO
+from bastion.protocol.methods import CACHEABLE_METHODS, MODERN_TASK_REQUESTS, TASKS_EXTENSION
+from bastion.protocol.results import COMPLETE
+from bastion.protocol.sealed import StateSealer
+from bastion.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, Era
+from bastion.server.pagination import paginate
+from bastion.server.subscriptions import Subscribers
+from bastion.session.server_side import PeerConnection, ServerRequest
+
+logger = logging.getLogger("bastion.gateway")
+
+Handler = Callable[[Call], Awaitable[dict[str, Any]]]
+
+#: The list methods the gateway answers from its catalogue: (catalogue kind, result key).
+_LISTS = {
+    "tools/list": ("tools", "tools"),
+    "prompts/list": ("prompts", "prompts"),
+    "resources/list": ("resources", "resources"),
+    "resources/templates/list": ("templates", "resourceTemplates"),
+}
+
+
+class Gateway:
+    """The gateway application (see the module doc)."""
+
+    def __init__(self, config: BastionConfig, *, key: bytes | None = None) -> None:
+        self.config = config
+        self.info: dict[str, Any] = {"name": "bastion", "title": "Bastion MCP gateway",
+                                     "version": __version__}
+        self.modern_versions: tuple[str, ...] = MODERN_VERSIONS
+        self.legacy_versions: tuple[str, ...] = LEGACY_VERSIONS
+        self.page_size = config.server.page_size
+        self.sealer = StateSealer(key)
+        upstreams = config.upstreams
+        self.prefixes = {u.name: u.effective_prefix for u in upstreams}
+        self.catalog = Catalog([u.name for u in upstreams], prefixes=self.prefixes)
+        self.subscribers = Subscribers()
+        self.active = ActiveCalls()
+        self.parked = ParkedCalls()
+        self.fanin = FanIn(self)
+        self.pool = UpstreamPool(upstreams, handlers_for=self.fanin.handlers_for,
+                                 on_connected=self.fanin.upstream_connected,
+                                 on_disconnected=self.fanin.upstream_disconnected)
+        self.relay = Relay(self)
+        self.pipeline = build_pipeline(config.guard.stages, STAGES, self)
+        self._header_params: dict[str, tuple[object, Mapping[str, tuple[str, ...]]]] = {}
+        self._handlers: dict[str, Handler] = {
+            "server/discover": self._discover,
+            "ping": self._ping,
+            "tools/call": self.relay.call_tool,
+            "prompts/get": self.relay.get_prompt,
+            "resources/read": self.relay.read_resource,
+            "completion/complete": self.relay.complete,
+            "resources/subscribe": self.fanin.subscribe,
+            "resources/unsubscribe": self.fanin.unsubscribe,
+            "subscriptions/listen": self.fanin.listen,
+            "logging/setLevel": self._set_level,
+            **{method: self.relay.task_request for method in MODERN_TASK_REQUESTS},
+            "tasks/result": self.relay.task_request,
+        }
+
+    # -- lifetime ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect every upstream (in parallel; a failing one does not stop the others)."""
+        await self.pool.start()
+
+    async def aclose(self) -> None:
+        self.parked.close()
+        self.subscribers.close_listeners()
+        await self.fanin.aclose()
+        await self.pool.aclose()
+
+    # -- what the gateway offers ---------------------------------------------------------
+
+    def capabilities(self, era: Era) -> dict[str, Any]:
+        """The merged capabilities: the gateway always lists and relays, and says more as
+        its upstreams do."""
+        caps: dict[str, Any] = {
+            "tools": {"listChanged": True},
+            "prompts": {"listChanged": True},
+            "resources": {"listChanged": True, "subscribe": self.fanin.can_subscribe()},
+            "completions": {},
+            "logging": {},
+        }
+        if self.relay.has_tasks(era):
+            if era is Era.MODERN:
+                caps["extensions"] = {TASKS_EXTENSION: {}}
+            else:
+                caps["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+        return caps
+
+    def instructions(self) -> str | None:
+        parts = []
+        for upstream in self.pool:
+            text = upstream.description.instructions if upstream.description else None
+            if text:
+                parts.append(f"[{upstream.name}] {text}")
+        return "\n\n".join(parts) or None
+
+    def header_params_of(self, tool_name: str) -> Mapping[str, tuple[str, ...]]:
+        """The `x-mcp-header` arguments of a tool (the header/body stage checks them)."""
+        entry = self.catalog.tool(tool_name)
+        if entry is None:
+            return {}
+        cached = self._header_params.get(tool_name)
+        if cached is not None and cached[0] is entry.definition:
+            return cached[1]
+        try:
+            found = header_params(entry.definition.get("inputSchema"))
+        except InvalidHeaderAnnotation:
+            found = {}
+        self._header_params[tool_name] = (entry.definition, found)
+        return found
+
+    # -- ServerApp -------------------------------------------------------------------------
+
+    def initialize_result(self, version: str, connection: PeerConnection) -> dict[str, Any]:
+        return initialize_result(version, self.capabilities(Era.LEGACY), self.info,
+                                 self.instructions())
+
+    def supports_method(self, method: str, request: ServerRequest) -> bool:
+        if request.era is Era.MODERN and method in MODERN_TASK_REQUESTS:
+            return has_extension(request.client_capabilities, TASKS_EXTENSION)
+        return method in self._handlers or method in _LISTS
+
+    def connection_opened(self, connection: PeerConnection) -> None:
+        self.subscribers.connections.add(connection)  # type: ignore[arg-type]
+
+    def connection_closed(self, connection: PeerConnection) -> None:
+        self.subscribers.connections.discard(connection)  # type: ignore[arg-type]
+        self.fanin.connection_closed(connection)
+
+    def end_streams(self, source: object) -> None:
+        self.subscribers.close_listeners(source)
+
+    async def on_client_notification(self, notification: Notification,
+                                     connection: PeerConnection) -> None:
+        logger.debug("client notification %s", notification.method)
+
+    async def handle(self, request: ServerRequest) -> dict[str, Any]:
+        call = Call(request, request.headers)
+        method = request.method
+        listed = _LISTS.get(method)
+        if listed is not None:
+            await self.pipeline.check_request(call)
+            result = self._list(call, *listed)
+        else:
+            handler = self._handlers.get(method)
+            if handler is None:
+                raise MethodNotFound(f"method {method!r} is not available",
+                                     data={"method": method})
+            result = await handler(call)
+        if request.era is Era.MODERN:
+            result.setdefault("resultType", COMPLETE)
+            if method in CACHEABLE_METHODS and result["resultType"] == COMPLETE:
+                # What a client sees depends on who it is (policy): never shared caching.
+                result["ttlMs"] = 0
+                result["cacheScope"] = "private"
+            meta = result.get("_meta")
+            if isinstance(meta, dict):
+                meta[SERVER_INFO] = self.info
+            else:
+                result["_meta"] = {SERVER_INFO: self.info}
+        else:
+            for key in ("resultType", "ttlMs", "cacheScope"):
+                result.pop(key, None)
+        return result
+
+    # -- answered here ---------------------------------------------------------------------
+
+    def _list(self, call: Call, kind: str, key: str) -> dict[str, Any]:
+        items: list[dict[str, Any]] = getattr(self.catalog, kind)()
+        if self.pipeline.filters_lists:
+            items = self.pipeline.filter_list(call, key, items)
+        return paginate(items, key, call.params.get("cursor"), self.page_size)
+
+    async def _discover(self, call: Call) -> dict[str, Any]:
+        result: dict[str, Any] = {"supportedVersions": list(self.modern_versions),
+                                  "capabilities": self.capabilities(Era.MODERN)}
+        instructions = self.instructions()
+        if instructions:
+            result["instructions"] = instructions
+        return result
+
+    async def _ping(self, call: Call) -> dict[str, Any]:
+        return {}
+
+    async def _set_level(self, call: Call) -> dict[str, Any]:
+        level = call.params.get("level")
+        if level not in LOG_LEVELS:
+            raise InvalidParams(f"level must be one of {', '.join(LOG_LEVELS)}")
+        connection = call.request.connection
+        if connection is not None:
+            connection.log_level = level
+        return {}
+
+    # -- routing -------------------------------------------------------------------------
+
+    def unknown(self, kind: str, name: str, *, era: Era) -> Exception:
+        """The error for a name no upstream offers: the spec's error, or the upstream's
+        failure when the name is that of an upstream that is down."""
+        owner = self.catalog.owner_of_prefix(name) if kind in ("tool", "prompt") else None
+        upstream = self.pool.get(owner) if owner else None
+        if upstream is not None and upstream.state != "up":
+            return UpstreamUnavailable(upstream.name, upstream.last_error or upstream.state)
+        if kind == "resource":
+            if era is Era.MODERN:
+                return InvalidParams(f"resource {name!r} not found", data={"uri": name})
+            return ResourceNotFound(f"resource {name!r} not found", data={"uri": name})
+        return InvalidParams(f"unknown {kind} {name!r}", data={"name": name})

@@ -1,0 +1,153 @@
+"""`bastion serve`: run the gateway on Streamable HTTP or on stdio until told to stop.
+
+Start-up connects every upstream in parallel (a broken one is reported, not fatal). On
+SIGTERM or SIGINT the listener stops taking requests, calls in flight get
+`server.drain_timeout` seconds to finish, the stdio upstreams are stopped with the shutdown
+ladder, and the process exits 0.
+
+With no authentication configured the gateway listens only on loopback (or stdio): anyone
+who can reach the port could otherwise use every upstream with the gateway's credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bastion.config import BastionConfig, load_session_key
+from bastion.gateway.app import Gateway
+from bastion.transport.http.server import LOOPBACK_HOSTS, uvicorn_server
+from bastion.transport.http.session_ids import SealedSessionIds
+
+if TYPE_CHECKING:
+    import uvicorn
+
+logger = logging.getLogger("bastion.gateway.serve")
+
+
+class UnsafeListener(Exception):
+    """The listener would expose an unauthenticated gateway beyond this machine."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        super().__init__(
+            f"refusing to listen on {host!r} without authentication: anyone who can reach "
+            "it could use every upstream. Listen on 127.0.0.1 (or use --stdio), or configure "
+            "authentication first.")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is this machine only."""
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listener(host: str, *, authenticated: bool) -> None:
+    """Raise `UnsafeListener` for a non-loopback listener without authentication."""
+    if not authenticated and not is_loopback(host):
+        raise UnsafeListener(host)
+
+
+@dataclass(slots=True)
+class Listener:
+    """Where to serve: HTTP on host:port, or stdio."""
+
+    host: str | None = None
+    port: int | None = None
+    stdio: bool = False
+
+
+async def serve(config: BastionConfig, listener: Listener, *,
+                ready: asyncio.Event | None = None) -> None:
+    """Run the gateway until SIGTERM/SIGINT (or, on stdio, until the client leaves)."""
+    if not listener.stdio:
+        check_listener(listener.host or config.server.host, authenticated=False)
+    key = load_session_key(config)
+    gateway = Gateway(config, key=key)
+    await gateway.start()
+    for upstream in gateway.pool:
+        if upstream.state != "up":
+            logger.warning("upstream %s is not available: %s", upstream.name,
+                           upstream.last_error)
+    try:
+        if listener.stdio:
+            await _serve_stdio(gateway, ready)
+        else:
+            await _serve_http(gateway, config, listener, key, ready)
+    finally:
+        await gateway.aclose()
+
+
+def http_server(gateway: Gateway, config: BastionConfig, host: str, port: int,
+                key: bytes) -> uvicorn.Server:
+    """The uvicorn server for the gateway's endpoint (`await .serve()` runs it)."""
+    settings = config.server
+    return uvicorn_server(
+        gateway, host, port, path=settings.path,
+        allowed_hosts=settings.allowed_hosts or [*LOOPBACK_HOSTS],
+        allowed_origins=settings.allowed_origins, max_body_size=settings.max_body_size,
+        # Without the header/body stage, the endpoint's own check still runs.
+        header_check=gateway.pipeline.check_headers if gateway.pipeline.checks_headers
+        else None,
+        session_ids=SealedSessionIds({"k1": key}, "k1"),
+        graceful_timeout=settings.drain_timeout,
+    )
+
+
+async def _serve_http(gateway: Gateway, config: BastionConfig, listener: Listener, key: bytes,
+                      ready: asyncio.Event | None) -> None:
+    host = listener.host or config.server.host
+    port = config.server.port if listener.port is None else listener.port
+    server = http_server(gateway, config, host, port, key)
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.02)
+    if server.started:
+        bound = server.servers[0].sockets[0].getsockname() if server.servers else (host, port)
+        logger.info("Bastion serves MCP at http://%s:%s%s (%d upstreams)", bound[0], bound[1],
+                    config.server.path, len(gateway.pool))
+        if ready is not None:
+            ready.set()
+    await serving
+
+
+async def _serve_stdio(gateway: Gateway, ready: asyncio.Event | None) -> None:
+    from bastion.session.server_side import serve_channel
+    from bastion.transport.stdio import stdio_channel
+
+    channel = await stdio_channel()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        if not stopping and task is not None:
+            stopping = True
+            task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop)
+    if ready is not None:
+        ready.set()
+    try:
+        await serve_channel(gateway, channel, name="stdio-client")
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+        logger.info("stopping: the stdio client's calls were drained")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)

@@ -1,0 +1,11 @@
+"""The guard stages by the names the configuration uses (`guard.stages`)."""
+
+from __future__ import annotations
+
+from bastion.guard.header_body import header_body_stage
+from bastion.guard.pipeline import StageFactory
+
+#: Each factory gets the gateway (its `header_params_of`, catalogue and so on).
+STAGES: dict[str, StageFactory] = {
+    "header_body": header_body_stage,
+}

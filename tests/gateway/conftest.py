@@ -1,0 +1,67 @@
+"""Helpers for the gateway tests: a gateway served on a real loopback port, with real
+upstream processes (the conformance fixture, PyPI MCP servers, small fault peers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bastion.config import BastionConfig
+from bastion.gateway.app import Gateway
+from bastion.gateway.serve import http_server
+
+PEERS = Path(__file__).parent / "peers"
+EVERYTHING = [sys.executable, "-m", "bastion.testing.everything"]
+TIME_SERVER = [sys.executable, "-m", "mcp_server_time", "--local-timezone", "UTC"]
+
+
+def stdio_upstream(argv: list[str], **fields: Any) -> dict[str, Any]:
+    return {"command": argv[0], "args": argv[1:], **fields}
+
+
+def make_config(upstreams: dict[str, dict[str, Any]], **fields: Any) -> BastionConfig:
+    return BastionConfig.model_validate({"mcpServers": upstreams, **fields})
+
+
+@dataclass
+class LiveGateway:
+    gateway: Gateway
+    url: str
+    port: int
+
+
+@pytest.fixture
+async def gateway_http() -> AsyncIterator[Callable[..., Awaitable[LiveGateway]]]:
+    """`await gateway_http(config)`: the gateway serving on 127.0.0.1:<free port>/mcp."""
+    running: list[tuple[Gateway, Any, asyncio.Task[None]]] = []
+
+    async def start(config: BastionConfig) -> LiveGateway:
+        key = os.urandom(32)
+        gateway = Gateway(config, key=key)
+        await gateway.start()
+        server = http_server(gateway, config, "127.0.0.1", 0, key)
+        task = asyncio.create_task(server.serve())
+        running.append((gateway, server, task))
+        for _ in range(500):
+            if server.started:
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        return LiveGateway(gateway, f"http://127.0.0.1:{port}{config.server.path}", port)
+
+    yield start
+    for gateway, server, task in running:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(task, 10)
+        await gateway.aclose()
