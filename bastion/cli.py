@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bastion import __version__
-from bastion.client import Client, ClientHandlers, connect_stdio
+from bastion.client import Client, ClientHandlers, connect_http, connect_stdio
 from bastion.config import BastionConfig, ConfigError, load_config, resolve_state_dir
 from bastion.protocol.errors import MCPError, ProtocolError
 from bastion.session.errors import SessionError
@@ -82,15 +82,29 @@ def version() -> None:
     console.print(f"MCP legacy: {', '.join(LEGACY_VERSIONS)}; modern: {', '.join(MODERN_VERSIONS)}")
 
 
+def _connect(stdio: str | None, http: str | None, era: str) -> Any:
+    """The client context for `--stdio COMMAND` or `--http URL` (exactly one)."""
+    if (stdio is None) == (http is None):
+        raise typer.BadParameter("give the server as --stdio COMMAND or --http URL (one)")
+    if http is not None:
+        if not http.startswith(("http://", "https://")):
+            raise typer.BadParameter(f"--http must be a URL such as "
+                                     f"http://127.0.0.1:8848/mcp, not {http!r}")
+        return connect_http(http, mode=_mode(era))
+    return connect_stdio(_argv(stdio or ""), mode=_mode(era))
+
+
 @app.command()
 def tools(
-    stdio: str = typer.Option(..., "--stdio", help="Command that starts the server."),
+    stdio: str = typer.Option(None, "--stdio", help="Command that starts the server."),
+    http: str = typer.Option(None, "--http", help="URL of a Streamable HTTP endpoint."),
     era: str = typer.Option("auto", help="auto, legacy or modern."),
 ) -> None:
-    """List the tools of an MCP server started over stdio."""
+    """List the tools of an MCP server (started over stdio, or at an HTTP URL)."""
+    connect = _connect(stdio, http, era)
 
     async def run() -> None:
-        async with connect_stdio(_argv(stdio), mode=_mode(era)) as client:
+        async with connect as client:
             _print_tools(client, await client.list_tools())
 
     _run(run)
@@ -99,11 +113,12 @@ def tools(
 @app.command()
 def call(
     tool: str = typer.Argument(..., help="Tool name."),
-    stdio: str = typer.Option(..., "--stdio", help="Command that starts the server."),
+    stdio: str = typer.Option(None, "--stdio", help="Command that starts the server."),
+    http: str = typer.Option(None, "--http", help="URL of a Streamable HTTP endpoint."),
     args: str = typer.Option("{}", "--args", help="Arguments as a JSON object."),
     era: str = typer.Option("auto", help="auto, legacy or modern."),
 ) -> None:
-    """Call one tool of an MCP server started over stdio and print the result as JSON."""
+    """Call one tool of an MCP server and print the result as JSON."""
     try:
         arguments = orjson.loads(args)
     except orjson.JSONDecodeError as exc:
@@ -111,8 +126,10 @@ def call(
     if not isinstance(arguments, dict):
         raise typer.BadParameter("--args must be a JSON object, e.g. '{\"timezone\": \"UTC\"}'")
 
+    connect = _connect(stdio, http, era)
+
     async def run() -> dict[str, Any]:
-        async with connect_stdio(_argv(stdio), mode=_mode(era)) as client:
+        async with connect as client:
             return await client.call_tool(tool, arguments)
 
     result = _run(run)

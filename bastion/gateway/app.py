@@ -32,9 +32,10 @@ from bastion.protocol.meta import LOG_LEVELS, SERVER_INFO
 from bastion.protocol.methods import CACHEABLE_METHODS, MODERN_TASK_REQUESTS, TASKS_EXTENSION
 from bastion.protocol.results import COMPLETE
 from bastion.protocol.sealed import StateSealer
-from bastion.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, Era
+from bastion.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, Era, at_least
 from bastion.server.pagination import paginate
 from bastion.server.subscriptions import Subscribers
+from bastion.server.tasks import LEGACY_TASKS_VERSION
 from bastion.session.server_side import PeerConnection, ServerRequest
 
 logger = logging.getLogger("bastion.gateway")
@@ -146,8 +147,15 @@ class Gateway:
     # -- ServerApp -------------------------------------------------------------------------
 
     def initialize_result(self, version: str, connection: PeerConnection) -> dict[str, Any]:
-        return initialize_result(version, self.capabilities(Era.LEGACY), self.info,
-                                 self.instructions())
+        extra = getattr(connection, "extra", None)
+        if isinstance(extra, dict):
+            # Sealed into a legacy HTTP session id: another replica learns which upstream
+            # sessions this client's session was served by.
+            extra["upstreams"] = {u.name: u.session_id for u in self.pool if u.session_id}
+        caps = self.capabilities(Era.LEGACY)
+        if not at_least(version, LEGACY_TASKS_VERSION):
+            caps.pop("tasks", None)
+        return initialize_result(version, caps, self.info, self.instructions())
 
     def supports_method(self, method: str, request: ServerRequest) -> bool:
         if request.era is Era.MODERN and method in MODERN_TASK_REQUESTS:

@@ -81,7 +81,7 @@ async def serve(config: BastionConfig, listener: Listener, *,
                            upstream.last_error)
     try:
         if listener.stdio:
-            await _serve_stdio(gateway, ready)
+            await _serve_stdio(gateway, config.server.drain_timeout, ready)
         else:
             await _serve_http(gateway, config, listener, key, ready)
     finally:
@@ -121,20 +121,19 @@ async def _serve_http(gateway: Gateway, config: BastionConfig, listener: Listene
     await serving
 
 
-async def _serve_stdio(gateway: Gateway, ready: asyncio.Event | None) -> None:
-    from bastion.session.server_side import serve_channel
+async def _serve_stdio(gateway: Gateway, drain_timeout: float,
+                       ready: asyncio.Event | None) -> None:
+    from bastion.session.server_side import ServerConnection
     from bastion.transport.stdio import stdio_channel
 
-    channel = await stdio_channel()
+    connection = ServerConnection.over(await stdio_channel(), gateway, name="stdio-client")
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    stopping = False
+    draining: list[asyncio.Task[None]] = []
 
     def stop() -> None:
-        nonlocal stopping
-        if not stopping and task is not None:
-            stopping = True
-            task.cancel()
+        if not draining:
+            logger.info("stopping: draining the calls in flight (at most %.0f s)", drain_timeout)
+            draining.append(loop.create_task(connection.session.drain(drain_timeout)))
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -142,11 +141,9 @@ async def _serve_stdio(gateway: Gateway, ready: asyncio.Event | None) -> None:
     if ready is not None:
         ready.set()
     try:
-        await serve_channel(gateway, channel, name="stdio-client")
-    except asyncio.CancelledError:
-        if not stopping:
-            raise
-        logger.info("stopping: the stdio client's calls were drained")
+        await connection.serve()
+        for task in draining:
+            await task
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -266,6 +266,16 @@ class Session:
             logger.exception("session %s: reader failed", self.name)
             self._shutdown(f"session reader failed: {exc!r}")
 
+    async def drain(self, timeout: float) -> None:
+        """Shut down gracefully: end long-lived handlers, let the requests already being
+        served finish (at most `timeout` seconds), then close."""
+        if self.on_input_closed is not None:
+            self.on_input_closed()
+        in_flight = list(self._incoming.values())
+        if in_flight and timeout > 0:
+            await asyncio.wait(in_flight, timeout=timeout)
+        await self.aclose()
+
     async def _finish_in_flight(self, reason: str) -> None:
         """The peer stopped sending: answer what it already asked, within a grace period.
 
