@@ -205,7 +205,7 @@ def serve(
     import logging
 
     from bastion.config import default_config
-    from bastion.gateway.serve import Listener, UnsafeListener
+    from bastion.gateway.serve import Listener, ListenError, UnsafeListener
     from bastion.gateway.serve import serve as run_gateway
 
     if http and stdio:
@@ -222,8 +222,9 @@ def serve(
         listener = Listener(stdio=stdio)
         if http:
             host, sep, port = http.rpartition(":")
-            if not sep or not port.isdigit() or not host:
-                raise typer.BadParameter(f"--http must be HOST:PORT, not {http!r}")
+            if not sep or not port.isdigit() or not host or int(port) > 65535:
+                raise typer.BadParameter(f"--http must be HOST:PORT with a port from 0 to "
+                                         f"65535, not {http!r}")
             listener.host, listener.port = host.strip("[]"), int(port)
     except ConfigError as exc:
         if _state["debug"]:
@@ -232,7 +233,7 @@ def serve(
         raise typer.Exit(2) from None
     try:
         asyncio.run(run_gateway(config, listener))
-    except (UnsafeListener, ConfigError) as exc:
+    except (UnsafeListener, ListenError, ConfigError) as exc:
         if _state["debug"]:
             raise
         errors.print(Text(f"error: {exc}", style="red"), soft_wrap=True)

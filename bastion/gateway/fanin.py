@@ -81,6 +81,10 @@ class FanIn:
             return await self.ask(name, "elicitation/create", params)
 
         async def roots() -> list[dict[str, Any]]:
+            if self.gateway.active.count(name) == 0:
+                # Asked outside any call (servers ask right after initialize): no client is
+                # in context, so no roots are shared.
+                return []
             answer = await self.ask(name, "roots/list", {})
             roots = answer.get("roots")
             return roots if isinstance(roots, list) else []

@@ -74,6 +74,10 @@ class Relay:
         return entry
 
     async def call_tool(self, call: Call) -> dict[str, Any]:
+        arguments = call.params.get("arguments")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise InvalidParams('tools/call "arguments" must be an object',
+                                data={"field": "arguments"})
         entry = await self._target(call, "tool", "name")
         annotations = entry.definition.get("annotations")
         safe = isinstance(annotations, dict) and (

@@ -16,6 +16,7 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,34 @@ class UnsafeListener(Exception):
             f"refusing to listen on {host!r} without authentication: anyone who can reach "
             "it could use every upstream. Listen on 127.0.0.1 (or use --stdio), or configure "
             "authentication first.")
+
+
+class ListenError(Exception):
+    """The listening socket could not be opened (address in use, no such address)."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        self.host, self.port = host, port
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The listening socket, opened before any upstream starts work for nothing."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except (OSError, UnicodeError) as exc:
+        raise ListenError(host, port, str(exc)) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(host, port, exc.strerror.lower() if exc.strerror else str(exc)
+                          ) from None
+    return sock
 
 
 def is_loopback(host: str) -> bool:
@@ -70,8 +99,11 @@ class Listener:
 async def serve(config: BastionConfig, listener: Listener, *,
                 ready: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGTERM/SIGINT (or, on stdio, until the client leaves)."""
+    sock = None
     if not listener.stdio:
-        check_listener(listener.host or config.server.host, authenticated=False)
+        host = listener.host or config.server.host
+        check_listener(host, authenticated=False)
+        sock = bind_socket(host, config.server.port if listener.port is None else listener.port)
     key = load_session_key(config)
     gateway = Gateway(config, key=key)
     await gateway.start()
@@ -80,11 +112,13 @@ async def serve(config: BastionConfig, listener: Listener, *,
             logger.warning("upstream %s is not available: %s", upstream.name,
                            upstream.last_error)
     try:
-        if listener.stdio:
+        if sock is None:
             await _serve_stdio(gateway, config.server.drain_timeout, ready)
         else:
-            await _serve_http(gateway, config, listener, key, ready)
+            await _serve_http(gateway, config, sock, key, ready)
     finally:
+        if sock is not None:
+            sock.close()
         await gateway.aclose()
 
 
@@ -100,16 +134,15 @@ def http_server(gateway: Gateway, config: BastionConfig, host: str, port: int,
         header_check=gateway.pipeline.check_headers if gateway.pipeline.checks_headers
         else None,
         session_ids=SealedSessionIds({"k1": key}, "k1"),
-        graceful_timeout=settings.drain_timeout,
+        graceful_timeout=settings.drain_timeout, reraise_signals=False,
     )
 
 
-async def _serve_http(gateway: Gateway, config: BastionConfig, listener: Listener, key: bytes,
-                      ready: asyncio.Event | None) -> None:
-    host = listener.host or config.server.host
-    port = config.server.port if listener.port is None else listener.port
+async def _serve_http(gateway: Gateway, config: BastionConfig, sock: socket.socket,
+                      key: bytes, ready: asyncio.Event | None) -> None:
+    host, port = sock.getsockname()[:2]
     server = http_server(gateway, config, host, port, key)
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
     if server.started:

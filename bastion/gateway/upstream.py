@@ -40,6 +40,8 @@ _START_MARGIN = 1.0
 #: The HTTP read timeout exceeds the call timeout by this much, so the session's own timer
 #: (which cancels the request upstream) fires first.
 _HTTP_READ_MARGIN = 5.0
+#: How often a task that swallowed its cancellation is cancelled again.
+_CANCEL_RETRY = 1.0
 #: Upper bound of the `server/discover` probe; a legacy server that ignores it costs this.
 _MAX_PROBE_TIMEOUT = 5.0
 
@@ -150,10 +152,8 @@ class Upstream:
         self.state = "stopped"
         supervisor, self._supervisor = self._supervisor, None
         for task in (supervisor, self._hook):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if task is not None:
+                await _cancel_and_wait(task)
         await self._teardown()
         self._first_attempt.set()
         self._announce_reconnected()  # waiting retries wake up and see "stopped"
@@ -290,7 +290,7 @@ class Upstream:
 
     async def _supervise(self, deadline: float) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while self.state != "stopped":
             try:
                 try:
                     async with asyncio.timeout_at(deadline):
@@ -302,6 +302,8 @@ class Upstream:
                 await self._teardown()
             except Exception:  # a bug here must not end supervision
                 logger.exception("upstream %r: supervisor step failed", self.name)
+            if self.state == "stopped":
+                return  # closing swallowed our cancellation somewhere in the teardown
             delay = self.backoff.next_delay()
             self._retry_at = loop.time() + delay
             await asyncio.sleep(delay)
@@ -356,6 +358,12 @@ class Upstream:
             reason = f"the handshake failed: {exc.message}"
         else:
             reason = str(exc) or type(exc).__name__
+        channel = connection.session.channel if connection is not None else None
+        if isinstance(channel, StreamableHTTPChannel) and channel.last_failure is not None:
+            # "Does not speak the modern protocol" may hide a refused connection or an HTTP 401.
+            detail = str(channel.last_failure)
+            if detail not in reason:
+                reason += f" (the server answered: {detail})"
         garbage = connection.session.protocol_errors if connection is not None else 0
         if garbage:
             reason += (f"; it sent {garbage} message(s) that are not JSON-RPC (a stdio server "
@@ -363,6 +371,8 @@ class Upstream:
         return reason
 
     def _attempt_failed(self, reason: str) -> None:
+        if self.state == "stopped":
+            return
         self.breaker.record_failure()
         repeated = self.state == "down" and reason == self.last_error
         self.last_error = reason
@@ -377,6 +387,8 @@ class Upstream:
         connection = self.connection
         assert connection is not None and connection.server is not None
         server = connection.server
+        if self.state == "stopped":
+            return
         self.state = "up"
         self.backoff.reset()
         self.breaker.end_cooldown()
@@ -393,10 +405,12 @@ class Upstream:
         finally:
             closed.cancel()
             lost.cancel()
+        if self.state == "stopped":
+            return
         reason = (connection.session.close_reason if connection.session.closed
                   else self._lost_reason) or "the connection ended"
-        if self._hook is not None and not self._hook.done():
-            self._hook.cancel()
+        if self._hook is not None:
+            await _cancel_and_wait(self._hook)
         self.state = "down"
         self.last_error = reason
         logger.warning("upstream %r down: %s; reconnecting", self.name, reason)
@@ -435,6 +449,14 @@ class Upstream:
         if self._process is not None:
             await self._process.stop()
             self._process = None
+
+
+async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` until it ends: code that suppresses CancelledError around an inner await
+    (closing sessions and processes does) can swallow one cancellation."""
+    while not task.done() and task is not asyncio.current_task():
+        task.cancel()
+        await asyncio.wait({task}, timeout=_CANCEL_RETRY)
 
 
 class UpstreamPool:

@@ -38,7 +38,12 @@ from bastion.protocol.jsonrpc import (
 )
 from bastion.protocol.meta import PROGRESS_TOKEN, progress_token
 from bastion.session.context import IncomingRequest
-from bastion.session.errors import MessageTooLarge, PeerClosed, RequestTimeout
+from bastion.session.errors import (
+    InvalidResponse,
+    MessageTooLarge,
+    PeerClosed,
+    RequestTimeout,
+)
 from bastion.transport.base import Channel, EndOfStream, FrameTooLarge
 
 logger = logging.getLogger("bastion.session")
@@ -309,9 +314,25 @@ class Session:
         try:
             message = from_object(decoded)
         except EnvelopeError as exc:
-            await self._garbage(exc, frame, exc.request_id)
+            if not self._fail_malformed_response(decoded, exc):
+                await self._garbage(exc, frame, exc.request_id)
             return
         self._dispatch(message)
+
+    def _fail_malformed_response(self, decoded: Any, exc: EnvelopeError) -> bool:
+        """A malformed answer to one of our requests fails that request at once (rather
+        than leaving it to time out); True when it was one."""
+        if not isinstance(decoded, dict) or "method" in decoded or exc.request_id is None:
+            return False
+        pending = self._pending.get(exc.request_id)
+        if pending is None or pending.future.done():
+            return False
+        self.protocol_errors += 1
+        logger.warning("%s answered %s with an invalid response: %s", self.name,
+                       pending.method, exc.message)
+        pending.future.set_exception(InvalidResponse(
+            f"{self.name} answered {pending.method} with an invalid response: {exc.message}"))
+        return True
 
     def _dispatch(self, message: Message) -> None:
         if isinstance(message, Request):

@@ -26,3 +26,7 @@ class EraDetectionError(SessionError):
 
 class MessageTooLarge(SessionError):
     """A message was over the size limit: ours was not sent, or the peer's was dropped."""
+
+
+class InvalidResponse(SessionError):
+    """The peer answered a request with a malformed response (say, a non-object result)."""

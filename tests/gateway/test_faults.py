@@ -162,17 +162,8 @@ async def test_broken_upstreams_do_not_stop_the_gateway(with_broken_upstreams, m
 # -- an upstream that answers with an invalid result --------------------------------------------
 
 
-NOT_OBJECT_DROPPED = pytest.mark.xfail(strict=True, reason=(
-    "bastion/session/core.py, Session's frame reader: a response whose `result` is not an "
-    "object fails from_object() with an EnvelopeError that carries the id, and _garbage() only "
-    "logs it, so the pending upstream request is never failed; the call waits for the "
-    "upstream's `timeout` and ends as kind 'timeout'. It should fail the pending request with "
-    "that id at once (as _oversized() does), so the relay raises UpstreamFailed naming it."))
-
-
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("tool", ["no_content", pytest.param("not_object",
-                                                              marks=NOT_OBJECT_DROPPED)])
+@pytest.mark.parametrize("tool", ["no_content", "not_object"])
 async def test_invalid_tool_result_is_an_error_naming_the_upstream(gateway_http, mode,
                                                                    tool) -> None:
     live = await gateway_http(make_config({"raw": stdio_upstream(RAW_TOOLS, timeout=3)}))

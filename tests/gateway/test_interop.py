@@ -364,12 +364,6 @@ async def test_arguments_not_an_object_is_invalid_params(url: str, version: str)
         assert '"timezone": "UTC"' in texts(good)[0]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gateway bug: bastion/gateway/relay.py Relay.call_tool (and app.py Gateway.handle) never "
-    "check that tools/call `arguments` is an object; the request is forwarded as is, so the "
-    "gateway sends the upstream a CallToolRequest that breaks the schema, and the client gets "
-    "the upstream SDK's bare 'Invalid request parameters' (data: ''). It should refuse it "
-    "itself with InvalidParams naming \"arguments\", before the guard and the upstream."))
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_arguments_not_an_object_is_refused_by_the_gateway(url: str,
                                                                  version: str) -> None:

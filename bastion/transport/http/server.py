@@ -31,7 +31,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from bastion.protocol.errors import (
@@ -467,9 +467,14 @@ def asgi_app(server: ServerApp, path: str = "/mcp", **options: Any) -> McpHttpEn
 
 def uvicorn_server(server: ServerApp, host: str = "127.0.0.1", port: int = 8000, *,
                    path: str = "/mcp", log_level: str = "WARNING",
-                   graceful_timeout: float = 5.0, **options: Any) -> uvicorn.Server:
+                   graceful_timeout: float = 5.0, reraise_signals: bool = True,
+                   **options: Any) -> uvicorn.Server:
     """A `uvicorn.Server` (httptools, uvloop) for the endpoint: `.run()`, or
-    `await .serve()` inside a running loop. Its app (`.config.app`) is the endpoint."""
+    `await .serve()` inside a running loop. Its app (`.config.app`) is the endpoint.
+
+    uvicorn raises a SIGTERM/SIGINT again once it has shut down, so the process dies of it;
+    `reraise_signals=False` keeps the process alive for its own clean-up (a gateway stops
+    its upstreams, then exits 0)."""
     import uvicorn  # only when serving: the endpoint itself is plain ASGI
 
     endpoint = asgi_app(server, path, **options)
@@ -478,6 +483,15 @@ def uvicorn_server(server: ServerApp, host: str = "127.0.0.1", port: int = 8000,
         async def shutdown(self, sockets: Any = None) -> None:
             endpoint.begin_shutdown()  # long-lived streams end, so connections can drain
             await super().shutdown(sockets)
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    if not reraise_signals:
+                        self._captured_signals.clear()
 
     config = uvicorn.Config(
         endpoint, host=host, port=port, http="httptools", loop="uvloop", lifespan="on",

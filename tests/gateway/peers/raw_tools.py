@@ -8,7 +8,9 @@ Tools:
 - slow(delay): sleeps `delay` seconds (blocking: one call at a time), then a valid result
 
 With `--log PATH` it appends one line per request it receives (`<method> [<tool name>]`) to PATH
-before answering, so a test can tell what reached the upstream and when.
+before answering, so a test can tell what reached the upstream and when. With `--ignore-eof` it
+keeps running after stdin ends (until a signal), as careless servers do: only the later rungs of
+the shutdown ladder stop it.
 """
 
 import json
@@ -89,6 +91,9 @@ def main():
         reply = {"jsonrpc": "2.0", "id": message["id"]}
         reply.update({"error": error} if error is not None else {"result": result})
         send(reply)
+    if "--ignore-eof" in sys.argv:
+        while True:
+            time.sleep(1)
 
 
 if __name__ == "__main__":
