@@ -2,7 +2,7 @@
 through FastMCP's proxy, under the same load in one run.
 
     python bench/gateway.py [--duration 5] [--concurrency 1,8] [--eras modern,legacy]
-                            [--cases direct,gateway,fastmcp,fastmcp-shared,gateway-stdio]
+                            [--cases direct,relay,gateway,fastmcp,fastmcp-shared,gateway-stdio]
                             [--repeat 1] [--gateway-loop asyncio|uvloop] [--json PATH]
                             [--profile-gateway DIR]
     python -m bench.gateway ...          # the same, from the repository's root
@@ -12,6 +12,9 @@ Processes, each a child in its own process group on a free loopback port
 
 * **upstream**: a Bastion `Server` with one tool, `echo(text)`, on Streamable HTTP
   (`uvicorn_server`: httptools, uvloop); one process answers both eras;
+* **relay**: the floor, a bare ASGI app on the same stack (uvicorn, httptools, uvloop,
+  aiohttp) that forwards bytes to the upstream and back: what any HTTP-to-HTTP gateway built
+  on these libraries costs before it does anything;
 * **gateway**: `bastion serve --config <generated file> --http 127.0.0.1:PORT`, the upstream
   declared with `url:` and `prefix: ""` (so `echo` is `echo` on both paths), the default
   guard stages, `BASTION_STATE_DIR` in a temporary directory. `--gateway-loop uvloop` runs
@@ -94,8 +97,9 @@ CASES: dict[str, tuple[str, str]] = {
     "gateway-stdio": ("gateway, stdio upstream", "bastion serve, the upstream as its child"),
     "fastmcp": ("FastMCP proxy", "create_proxy(url): a fresh upstream session per request"),
     "fastmcp-shared": ("FastMCP proxy, shared", "create_proxy(connected Client)"),
+    "relay": ("bare relay (floor)", "uvicorn + aiohttp forwarding bytes, no MCP logic"),
 }
-DEFAULT_CASES = ("direct", "gateway", "fastmcp", "fastmcp-shared", "gateway-stdio")
+DEFAULT_CASES = ("direct", "relay", "gateway", "fastmcp", "fastmcp-shared", "gateway-stdio")
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -173,6 +177,10 @@ def processes_running(cases: list[str], workdir: Path, upstream_protocol: str,
                     raise RuntimeError(f"the stdio gateway should have one child (its "
                                        f"upstream), it has {pids}:\n{child.log_tail()}")
                 targets[case] = Target(case, child, pids[0])
+            elif case == "relay":
+                argv = (sys.executable, str(PEERS), "relay", "--port", "{port}",
+                        "--upstream", upstream.url)
+                targets[case] = Target(case, start(case, case, argv), upstream.proc.pid)
             elif case.startswith("fastmcp"):
                 argv = (sys.executable, str(PEERS), "fastmcp", "--port", "{port}",
                         "--upstream", upstream.url)
@@ -367,7 +375,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=5.0,
                         help="measured seconds per leg (default 5)")
-    parser.add_argument("--warmup", type=int, default=300, help="unmeasured calls per leg")
+    parser.add_argument("--warmup", type=int, default=200, help="unmeasured calls per leg")
     parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCIES)),
                         help="comma-separated concurrency levels (default 1,8)")
     parser.add_argument("--eras", default=",".join(ERAS), help="modern, legacy or both")
@@ -461,9 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     for case in args.case_list:
         label, what = CASES[case]
         console.print(f"  {label}: {what}", highlight=False)
-    console.print("  CPU µs/call: of the process under test (the upstream for direct); "
-                  f"/proc counts 10 ms ticks ({1e6 / CLK_TCK:.0f} µs), so few calls mean "
-                  "coarse figures", highlight=False)
+    console.print("  CPU µs/call: of the process under test (the upstream for direct); /proc "
+                  f"counts CPU in ticks of {1000 / CLK_TCK:g} ms, so a leg of N calls measures "
+                  f"in steps of {1e6 / CLK_TCK:g}/N µs", highlight=False)
     for line in verdicts(legs):
         console.print(line + (" (profiled run: figures inflated)" if profile_dir else ""),
                       highlight=False)

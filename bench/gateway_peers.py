@@ -3,6 +3,7 @@
     python bench/gateway_peers.py upstream --port N         # the echo upstream, HTTP
     python bench/gateway_peers.py upstream --stdio          # the same server on stdio
     python bench/gateway_peers.py fastmcp --port N --upstream URL
+    python bench/gateway_peers.py relay --port N --upstream URL
     python bench/gateway_peers.py gateway-uvloop serve ...  # `bastion serve ...` on uvloop
     python bench/gateway_peers.py load URL [bench/loadgen.py options]
 
@@ -15,6 +16,10 @@
   fresh upstream session for every request ("session isolation"); `--shared` passes
   `create_proxy` a connected `fastmcp.Client` instead, which its documentation describes as
   reusing that one session for all requests (and warns about context mixing).
+* `relay`: the floor of any HTTP-to-HTTP gateway on this stack: a bare ASGI app under
+  uvicorn (httptools, uvloop) that forwards each request's body and MCP headers to the
+  upstream with one aiohttp session (Bastion's client settings) and answers with the
+  upstream's body; no parsing, no checks.
 * `gateway-uvloop`: the `bastion` command line with uvloop installed as the event loop policy
   first (`bastion serve` itself runs on `asyncio.run`'s default loop), to measure what the
   loop alone is worth.
@@ -27,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -95,6 +102,68 @@ def serve_fastmcp(port: int, upstream: str, *, shared: bool) -> None:
     asyncio.run(run_shared())
 
 
+# -- the floor: a bare relay ------------------------------------------------------------------
+
+#: The request headers an MCP request needs upstream (ASGI names are lowercase bytes).
+_RELAYED_HEADERS = frozenset({b"content-type", b"accept", b"mcp-protocol-version",
+                              b"mcp-session-id", b"mcp-method", b"mcp-name"})
+
+
+def relay_app(upstream: str) -> Callable[..., Awaitable[None]]:
+    """A bare ASGI app that POSTs (or DELETEs) each request's body to `upstream` with one
+    aiohttp session and answers with the upstream's body, media type and session id."""
+    import aiohttp
+
+    http: aiohttp.ClientSession | None = None
+
+    async def app(scope: dict[str, Any], receive: Callable[..., Awaitable[dict[str, Any]]],
+                  send: Callable[..., Awaitable[None]]) -> None:
+        nonlocal http
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    # Bastion's HTTP client settings (bastion/transport/http/wire.py).
+                    http = aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
+                        cookie_jar=aiohttp.DummyCookieJar(),
+                        timeout=aiohttp.ClientTimeout(total=30))
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    if http is not None:
+                        await http.close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        assert http is not None
+        chunks: list[bytes] = []
+        message = {"more_body": True}
+        while message.get("more_body", False):
+            message = await receive()
+            chunks.append(message.get("body", b""))
+        body = b"".join(chunks)
+        headers = {name.decode(): value.decode() for name, value in scope["headers"]
+                   if name in _RELAYED_HEADERS}
+        async with http.request(scope["method"], upstream, data=body or None,
+                                headers=headers) as response:
+            answer = await response.read()
+            out = [(b"content-length", b"%d" % len(answer))]
+            for name in ("Content-Type", "Mcp-Session-Id"):
+                if name in response.headers:
+                    out.append((name.lower().encode(), response.headers[name].encode()))
+            status = response.status
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": answer})
+
+    return app
+
+
+def serve_relay(port: int, upstream: str) -> None:
+    import uvicorn
+
+    uvicorn.run(relay_app(upstream), host="127.0.0.1", port=port, http="httptools",
+                loop="uvloop", log_level="warning", access_log=False, server_header=False)
+
+
 # -- Bastion's gateway on uvloop --------------------------------------------------------------
 
 
@@ -154,11 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     proxy.add_argument("--upstream", required=True, help="the upstream's MCP URL")
     proxy.add_argument("--shared", action="store_true",
                        help="one upstream session for all requests (a connected Client)")
+    relay = sub.add_parser("relay", help="a bare ASGI relay (uvicorn + aiohttp): the floor")
+    relay.add_argument("--port", type=int, required=True)
+    relay.add_argument("--upstream", required=True, help="the upstream's MCP URL")
     sub.add_parser("load", help="bench/loadgen.py calling echo(text); its options follow")
     sub.add_parser("gateway-uvloop", help="the bastion command line on uvloop")
     args = parser.parse_args(args_in)
     if args.peer == "upstream":
         serve_upstream(args.port)
+    elif args.peer == "relay":
+        serve_relay(args.port, args.upstream)
     else:
         serve_fastmcp(args.port, args.upstream, shared=args.shared)
     return 0

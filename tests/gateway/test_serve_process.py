@@ -255,7 +255,7 @@ def test_no_authentication_means_loopback_only(tmp_path, where) -> None:
     (["--http", "127.0.0.1:http"], "--http must be HOST:PORT"),
     (["--http", "127.0.0.1:0", "--stdio"], "give --http or --stdio, not both"),
     (["--log-level", "loud"], "--log-level must be debug, info, warning or error"),
-    pytest.param(["--http", "127.0.0.1:70000"], "--http"),
+    (["--http", "127.0.0.1:70000"], "with a port from 0 to 65535"),
 ])
 def test_bad_options_are_refused_with_a_clear_error(tmp_path, args, message) -> None:
     result = run_cli(tmp_path, "serve", *args)
