@@ -10,7 +10,7 @@ import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
@@ -58,6 +58,15 @@ def _run(coro_factory: Callable[[], Awaitable[Any]]) -> Any:
             raise
         errors.print(f"[red]error:[/red] {_describe(exc)}")
         raise typer.Exit(1) from None
+
+
+def _refuse(exc: Exception, message: str) -> NoReturn:
+    """Stop with exit code 2 for bad configuration or options (the traceback with --debug)."""
+    if _state["debug"]:
+        raise exc
+    # Text, not markup: a message may hold brackets such as `args[0]`.
+    errors.print(Text(message, style="red"), soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 def _describe(exc: BaseException) -> str:
@@ -227,17 +236,11 @@ def serve(
                                          f"65535, not {http!r}")
             listener.host, listener.port = host.strip("[]"), int(port)
     except ConfigError as exc:
-        if _state["debug"]:
-            raise
-        errors.print(Text(str(exc), style="red"), soft_wrap=True)
-        raise typer.Exit(2) from None
+        _refuse(exc, str(exc))
     try:
         asyncio.run(run_gateway(config, listener))
     except (UnsafeListener, ListenError, ConfigError) as exc:
-        if _state["debug"]:
-            raise
-        errors.print(Text(f"error: {exc}", style="red"), soft_wrap=True)
-        raise typer.Exit(2) from None
+        _refuse(exc, f"error: {exc}")
     except KeyboardInterrupt:
         pass
 
@@ -250,11 +253,7 @@ def config_check(
     try:
         config = load_config(file)
     except ConfigError as exc:
-        if _state["debug"]:
-            raise
-        # Text, not markup: a message may hold brackets such as `args[0]`.
-        errors.print(Text(str(exc), style="red"), soft_wrap=True)
-        raise typer.Exit(2) from None
+        _refuse(exc, str(exc))
     _print_upstreams(config)
     server = config.server
     count, enabled = len(config.mcp_servers), len(config.upstreams)

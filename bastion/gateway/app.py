@@ -28,11 +28,12 @@ from bastion.protocol.errors import InvalidParams, MethodNotFound, ResourceNotFo
 from bastion.protocol.headers import InvalidHeaderAnnotation, header_params
 from bastion.protocol.jsonrpc import Notification
 from bastion.protocol.messages import initialize_result
-from bastion.protocol.meta import LOG_LEVELS, SERVER_INFO
+from bastion.protocol.meta import SERVER_INFO
 from bastion.protocol.methods import CACHEABLE_METHODS, MODERN_TASK_REQUESTS, TASKS_EXTENSION
 from bastion.protocol.results import COMPLETE
 from bastion.protocol.sealed import StateSealer
 from bastion.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, Era, at_least
+from bastion.server.app import set_log_level
 from bastion.server.pagination import paginate
 from bastion.server.subscriptions import Subscribers
 from bastion.server.tasks import LEGACY_TASKS_VERSION
@@ -225,13 +226,7 @@ class Gateway:
         return {}
 
     async def _set_level(self, call: Call) -> dict[str, Any]:
-        level = call.params.get("level")
-        if level not in LOG_LEVELS:
-            raise InvalidParams(f"level must be one of {', '.join(LOG_LEVELS)}")
-        connection = call.request.connection
-        if connection is not None:
-            connection.log_level = level
-        return {}
+        return await set_log_level(call.request)
 
     # -- routing -------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from bastion.protocol.errors import (
 from bastion.protocol.jsonrpc import Notification
 from bastion.protocol.meta import log_level_allows
 from bastion.protocol.versions import Era
+from bastion.server.app import required_uri
 from bastion.session.client_side import ClientHandlers
 from bastion.session.server_side import PeerConnection
 
@@ -306,7 +307,7 @@ class FanIn:
             self._renew_listen(upstream)
 
     async def subscribe(self, call: Call) -> dict[str, Any]:
-        uri = _uri(call)
+        uri = required_uri(call.request)
         await self.gateway.pipeline.check_request(call)
         connection = call.request.connection
         if connection is None or uri in connection.subscriptions:
@@ -316,7 +317,7 @@ class FanIn:
         return {}
 
     async def unsubscribe(self, call: Call) -> dict[str, Any]:
-        uri = _uri(call)
+        uri = required_uri(call.request)
         connection = call.request.connection
         if connection is not None and uri in connection.subscriptions:
             connection.subscriptions.discard(uri)
@@ -357,13 +358,6 @@ class FanIn:
                 await task
         self._listens.clear()
         self._refreshing.clear()
-
-
-def _uri(call: Call) -> str:
-    uri = call.params.get("uri")
-    if not isinstance(uri, str):
-        raise InvalidParams(f'{call.request.method} needs "uri" (a string)')
-    return uri
 
 
 def _quiet(task: asyncio.Task[Any]) -> None:

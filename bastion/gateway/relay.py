@@ -35,7 +35,7 @@ from bastion.protocol.meta import (
 )
 from bastion.protocol.methods import TASKS_EXTENSION
 from bastion.protocol.results import COMPLETE, INPUT_REQUIRED, result_type
-from bastion.protocol.sealed import binding_for
+from bastion.protocol.sealed import request_binding
 from bastion.protocol.versions import Era
 from bastion.session.core import ProgressCallback
 
@@ -292,10 +292,8 @@ class Relay:
 
     @staticmethod
     def _binding(call: Call) -> bytes:
-        params = call.params
-        return binding_for(call.request.method,
-                           [params.get("name"), params.get("uri"), params.get("arguments")],
-                           getattr(call.principal, "binding", None))
+        return request_binding(call.request.method, call.params,
+                               getattr(call.principal, "binding", None))
 
     def _sealer(self, call: Call) -> Callable[[dict[str, Any]], str]:
         binding = self._binding(call)

@@ -30,6 +30,14 @@ def binding_for(method: str, salient: Any, principal: str | None = None) -> byte
     return f"{method}\x00{principal or ''}\x00{digest}".encode()
 
 
+def request_binding(method: str, params: dict[str, Any], principal: str | None = None) -> bytes:
+    """The binding of a request's sealed state: its method, what it is about (the target's
+    name or URI and the arguments) and the principal. Computed only when a state is opened
+    or sealed: most calls never need it."""
+    return binding_for(method, [params.get("name"), params.get("uri"), params.get("arguments")],
+                       principal)
+
+
 class StateSealer:
     """Seals and opens state with one AES-256-GCM key (random unless one is given)."""
 

@@ -28,7 +28,7 @@ from bastion.protocol.messages import initialize_result
 from bastion.protocol.meta import LOG_LEVELS, SERVER_INFO
 from bastion.protocol.methods import CACHEABLE_METHODS, MODERN_TASK_REQUESTS, TASKS_EXTENSION
 from bastion.protocol.results import COMPLETE, input_required
-from bastion.protocol.sealed import StateSealer, binding_for
+from bastion.protocol.sealed import StateSealer, request_binding
 from bastion.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, Era, at_least
 from bastion.server.context import (
     Context,
@@ -105,7 +105,7 @@ class Server:
             "prompts/list": self._list_prompts,
             "prompts/get": self._get_prompt,
             "completion/complete": self._complete,
-            "logging/setLevel": self._set_level,
+            "logging/setLevel": set_log_level,
             "tasks/get": self.tasks.get,
             "tasks/result": self.tasks.result,
             "tasks/cancel": self.tasks.cancel,
@@ -275,7 +275,8 @@ class Server:
         answers: dict[str, Any] = {}
         state: dict[str, Any] = {}
         if "requestState" in params:
-            sealed = self.sealer.open(params["requestState"], _binding(request))
+            sealed = self.sealer.open(params["requestState"],
+                                      request_binding(request.method, params))
             answers, state = sealed.get("answers", {}), sealed.get("state", {})
         responses = params.get("inputResponses")
         if responses is not None and not isinstance(responses, dict):
@@ -286,7 +287,7 @@ class Server:
         except InputRequired as need:
             kept = {k: context.answers[k] for k in context.consumed if k not in need.requests}
             token = self.sealer.seal({"answers": kept, "state": context.state},
-                                     _binding(request))
+                                     request_binding(request.method, request.params))
             return input_required(need.requests, token)
 
     async def ask_client(self, context: Context, requests: dict[str, Any]) -> dict[str, Any]:
@@ -386,7 +387,7 @@ class Server:
     # -- resources -----------------------------------------------------------------------
 
     async def _read_resource(self, request: ServerRequest) -> dict[str, Any]:
-        uri = _required_uri(request)
+        uri = required_uri(request)
         resource = self.resources.get(uri)
         if resource is not None:
             fn, kwargs, mime, param = resource.fn, {}, resource.mime_type, resource.context_param
@@ -410,13 +411,13 @@ class Server:
         return await self._with_inputs(request, run)
 
     async def _subscribe(self, request: ServerRequest) -> dict[str, Any]:
-        uri = _required_uri(request)
+        uri = required_uri(request)
         if request.connection is not None:
             request.connection.subscriptions.add(uri)
         return {}
 
     async def _unsubscribe(self, request: ServerRequest) -> dict[str, Any]:
-        uri = _required_uri(request)
+        uri = required_uri(request)
         if request.connection is not None:
             request.connection.subscriptions.discard(uri)
         return {}
@@ -466,27 +467,20 @@ class Server:
                           "hasMore": len(values) > 100}
         return {"completion": completion}
 
-    async def _set_level(self, request: ServerRequest) -> dict[str, Any]:
-        level = request.params.get("level")
-        if level not in LOG_LEVELS:
-            raise InvalidParams(f"level must be one of {', '.join(LOG_LEVELS)}")
-        if request.connection is not None:
-            request.connection.log_level = level
-        return {}
 
-
-def _required_uri(request: ServerRequest) -> str:
+def required_uri(request: ServerRequest) -> str:
+    """The request's `uri` parameter (-32602 unless it is a string)."""
     uri = request.params.get("uri")
     if not isinstance(uri, str):
         raise InvalidParams(f'{request.method} needs "uri" (a string)')
     return uri
 
 
-def _binding(request: ServerRequest) -> bytes:
-    """What an MRTR state is bound to: the method and what the request is about.
-
-    Computed only when a state is opened or sealed: most calls never need it.
-    """
-    params = request.params
-    return binding_for(request.method,
-                       [params.get("name"), params.get("uri"), params.get("arguments")])
+async def set_log_level(request: ServerRequest) -> dict[str, Any]:
+    """`logging/setLevel`: the level the client's connection gets log messages from."""
+    level = request.params.get("level")
+    if level not in LOG_LEVELS:
+        raise InvalidParams(f"level must be one of {', '.join(LOG_LEVELS)}")
+    if request.connection is not None:
+        request.connection.log_level = level
+    return {}

@@ -274,11 +274,7 @@ class Session:
     async def drain(self, timeout: float) -> None:
         """Shut down gracefully: end long-lived handlers, let the requests already being
         served finish (at most `timeout` seconds), then close."""
-        if self.on_input_closed is not None:
-            self.on_input_closed()
-        in_flight = list(self._incoming.values())
-        if in_flight and timeout > 0:
-            await asyncio.wait(in_flight, timeout=timeout)
+        await self._let_in_flight_finish(timeout)
         await self.aclose()
 
     async def _finish_in_flight(self, reason: str) -> None:
@@ -289,11 +285,15 @@ class Session:
         pipes a file of requests into a server and closes stdin gets every answer).
         """
         self._fail_pending(reason)
+        await self._let_in_flight_finish(self.drain_timeout)
+
+    async def _let_in_flight_finish(self, timeout: float) -> None:
+        """End long-lived handlers (`on_input_closed`), then wait for the others."""
         if self.on_input_closed is not None:
             self.on_input_closed()
         in_flight = [t for t in self._incoming.values() if t is not asyncio.current_task()]
-        if in_flight and self.drain_timeout > 0:
-            await asyncio.wait(in_flight, timeout=self.drain_timeout)
+        if in_flight and timeout > 0:
+            await asyncio.wait(in_flight, timeout=timeout)
 
     def _close_text(self) -> str:
         if self._describe_close is not None:
