@@ -1,10 +1,10 @@
-"""Cost of the gateway: `tools/call` to an upstream directly, through `bastion serve`, and
-through FastMCP's proxy, under the same load in one run.
+"""Cost of the gateway: `tools/call` to an upstream directly, through a bare relay, through
+`bastion serve`, and through FastMCP's proxy, under the same load in one run.
 
     python bench/gateway.py [--duration 5] [--concurrency 1,8] [--eras modern,legacy]
-                            [--cases direct,relay,gateway,fastmcp,fastmcp-shared,gateway-stdio]
-                            [--repeat 1] [--gateway-loop asyncio|uvloop] [--json PATH]
-                            [--profile-gateway DIR]
+                            [--cases direct,relay,relay-aiohttp,gateway,fastmcp,
+                                     fastmcp-shared,gateway-stdio]
+                            [--repeat 1] [--json PATH] [--profile-gateway DIR]
     python -m bench.gateway ...          # the same, from the repository's root
 
 Processes, each a child in its own process group on a free loopback port
@@ -12,13 +12,14 @@ Processes, each a child in its own process group on a free loopback port
 
 * **upstream**: a Bastion `Server` with one tool, `echo(text)`, on Streamable HTTP
   (`uvicorn_server`: httptools, uvloop); one process answers both eras;
-* **relay**: the floor, a bare ASGI app on the same stack (uvicorn, httptools, uvloop,
-  aiohttp) that forwards bytes to the upstream and back: what any HTTP-to-HTTP gateway built
-  on these libraries costs before it does anything;
-* **gateway**: `bastion serve --config <generated file> --http 127.0.0.1:PORT`, the upstream
-  declared with `url:` and `prefix: ""` (so `echo` is `echo` on both paths), the default
-  guard stages, `BASTION_STATE_DIR` in a temporary directory. `--gateway-loop uvloop` runs
-  the same command line with uvloop installed as the event-loop policy first;
+* **relay**: the floor, a bare ASGI app on the gateway's own stack (uvicorn, httptools,
+  uvloop, Bastion's `HTTPClient`) that forwards bytes to the upstream and back: what any
+  HTTP-to-HTTP gateway built on these pieces costs before it does anything;
+  **relay-aiohttp**: the same relay forwarding with aiohttp, to show what the client choice
+  is worth;
+* **gateway**: `bastion serve --config <generated file> --http 127.0.0.1:PORT` (which runs
+  on uvloop), the upstream declared with `url:` and `prefix: ""` (so `echo` is `echo` on
+  both paths), the default guard stages, `BASTION_STATE_DIR` in a temporary directory;
 * **gateway-stdio**: another `bastion serve`, whose upstream is the same echo server as a
   stdio child of the gateway (no direct leg: stdio cannot take HTTP load);
 * **fastmcp**: FastMCP's proxy as documented, `create_proxy(url)` served with
@@ -29,12 +30,12 @@ Legs: for each case, client era (modern 2026-07-28; legacy 2025-11-25 with one s
 worker) and concurrency, `bench/loadgen.py` runs in a process of its own (through
 `gateway_peers.py load`, which makes it call `echo` with a text and check that every answer
 echoes it): connections and sessions open, warm-up calls, READY; the driver reads the CPU
-time (`/proc/<pid>/stat`) of the process under test (the upstream for `direct`, the gateway,
-the FastMCP proxy), of the upstream and of the client, lets the load run for `--duration`
-seconds, and reads them again. Reported per leg: calls/s, p50/p99 latency, CPU µs per call of
-the process under test and of the upstream, p50 added to the direct leg of the same era and
-concurrency, and for the gateway the ratio of its calls/s to FastMCP's. With `--repeat R`
-the legs run R times, interleaved, and the table shows medians.
+time (`/proc/<pid>/stat`) of the process under test (the upstream for `direct`, the relay,
+the gateway, the FastMCP proxy), of the upstream and of the client, lets the load run for
+`--duration` seconds, and reads them again. Reported per leg: calls/s, p50/p99 latency,
+CPU µs per call of the process under test and of the upstream, p50 added to the direct leg
+of the same era and concurrency, and for the gateway the ratio of its calls/s to FastMCP's.
+With `--repeat R` the legs run R times, interleaved, and the table shows medians.
 
 Targets (the issue's performance section): ≤ 250 µs of gateway CPU per proxied call and
 ≤ 0.5 ms added p50 at concurrency 1; the verdict is printed under the table.
@@ -97,9 +98,15 @@ CASES: dict[str, tuple[str, str]] = {
     "gateway-stdio": ("gateway, stdio upstream", "bastion serve, the upstream as its child"),
     "fastmcp": ("FastMCP proxy", "create_proxy(url): a fresh upstream session per request"),
     "fastmcp-shared": ("FastMCP proxy, shared", "create_proxy(connected Client)"),
-    "relay": ("bare relay (floor)", "uvicorn + aiohttp forwarding bytes, no MCP logic"),
+    "relay": ("bare relay (floor)",
+              "uvicorn + Bastion's HTTPClient forwarding bytes, no MCP logic"),
+    "relay-aiohttp": ("bare relay, aiohttp",
+                      "the same relay forwarding with aiohttp instead of Bastion's HTTPClient"),
 }
-DEFAULT_CASES = ("direct", "relay", "gateway", "fastmcp", "fastmcp-shared", "gateway-stdio")
+DEFAULT_CASES = ("direct", "relay", "relay-aiohttp", "gateway", "fastmcp", "fastmcp-shared",
+                 "gateway-stdio")
+#: relay case -> the client its relay forwards with (gateway_peers.py relay --client)
+RELAY_CLIENT_OF = {"relay": "bastion", "relay-aiohttp": "aiohttp"}
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -115,11 +122,9 @@ def gateway_config(directory: Path, name: str, upstream: dict[str, Any],
     return path
 
 
-def gateway_argv(config: Path, loop: str) -> tuple[str, ...]:
-    cli = ((sys.executable, str(PEERS), "gateway-uvloop") if loop == "uvloop"
-           else (sys.executable, "-m", "bastion.cli"))
-    return (*cli, "serve", "--config", str(config), "--http", "127.0.0.1:{port}",
-            "--log-level", "warning")
+def gateway_argv(config: Path) -> tuple[str, ...]:
+    return (sys.executable, "-m", "bastion.cli", "serve", "--config", str(config),
+            "--http", "127.0.0.1:{port}", "--log-level", "warning")
 
 
 def child_pids(pid: int) -> list[int]:
@@ -142,8 +147,8 @@ class Target:
 
 
 @contextlib.contextmanager
-def processes_running(cases: list[str], workdir: Path, upstream_protocol: str,
-                      gateway_loop: str) -> Iterator[dict[str, Target]]:
+def processes_running(cases: list[str], workdir: Path,
+                      upstream_protocol: str) -> Iterator[dict[str, Target]]:
     """Start the upstream and every case's process under test; stop them all at the end."""
     started: list[Child] = []
 
@@ -165,21 +170,20 @@ def processes_running(cases: list[str], workdir: Path, upstream_protocol: str,
         for case in cases:
             if case == "gateway":
                 config = gateway_config(workdir, case, {"url": upstream.url}, upstream_protocol)
-                targets[case] = Target(case, start(case, "gateway",
-                                                   gateway_argv(config, gateway_loop)),
+                targets[case] = Target(case, start(case, "gateway", gateway_argv(config)),
                                        upstream.proc.pid)
             elif case == "gateway-stdio":
                 stdio = {"command": sys.executable, "args": [str(PEERS), "upstream", "--stdio"]}
                 config = gateway_config(workdir, case, stdio, upstream_protocol)
-                child = start(case, "gateway, stdio", gateway_argv(config, gateway_loop))
+                child = start(case, "gateway, stdio", gateway_argv(config))
                 pids = child_pids(child.proc.pid)
                 if len(pids) != 1:
                     raise RuntimeError(f"the stdio gateway should have one child (its "
                                        f"upstream), it has {pids}:\n{child.log_tail()}")
                 targets[case] = Target(case, child, pids[0])
-            elif case == "relay":
+            elif case in RELAY_CLIENT_OF:
                 argv = (sys.executable, str(PEERS), "relay", "--port", "{port}",
-                        "--upstream", upstream.url)
+                        "--upstream", upstream.url, "--client", RELAY_CLIENT_OF[case])
                 targets[case] = Target(case, start(case, case, argv), upstream.proc.pid)
             elif case.startswith("fastmcp"):
                 argv = (sys.executable, str(PEERS), "fastmcp", "--port", "{port}",
@@ -385,8 +389,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run every leg this many times (interleaved); report medians")
     parser.add_argument("--upstream-protocol", choices=("auto", "modern", "legacy"),
                         default="auto", help="the gateway's `protocol:` for its upstream")
-    parser.add_argument("--gateway-loop", choices=("asyncio", "uvloop"), default="asyncio",
-                        help="asyncio: `bastion serve` as shipped; uvloop: with uvloop installed")
     parser.add_argument("--client-loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write every figure as JSON to PATH ('-' for stdout)")
@@ -420,8 +422,8 @@ def run_all(args: argparse.Namespace, console: Console, legs: list[Leg],
     with tempfile.TemporaryDirectory(prefix="bastion-bench-gateway-") as workdir:
         # The gateways generate their session key here, not in the user's state directory.
         os.environ["BASTION_STATE_DIR"] = str(Path(workdir) / "state")
-        with processes_running(args.case_list, Path(workdir), args.upstream_protocol,
-                               args.gateway_loop) as targets:
+        with processes_running(args.case_list, Path(workdir),
+                               args.upstream_protocol) as targets:
             for round_index in range(args.repeat):
                 for leg in legs:
                     console.print(f"round {round_index + 1}: {CASES[leg.case][0]}, {leg.era}, "
@@ -453,9 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     fingerprint = source_fingerprint()
     console.print(f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load average "
                   f"(1/5/15 min) {load_before}; {args.duration:g} s per leg after "
-                  f"{args.warmup} warm-up calls, {args.repeat} round(s); gateway loop "
-                  f"{args.gateway_loop}; Bastion source {ROOT / 'bastion'} (sha256 of its "
-                  f"*.py: {fingerprint})", highlight=False)
+                  f"{args.warmup} warm-up calls, {args.repeat} round(s); Bastion source "
+                  f"{ROOT / 'bastion'} (sha256 of its *.py: {fingerprint})", highlight=False)
     failures: list[str] = []
     try:
         run_all(args, console, legs, sampler, failures)
@@ -488,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             "started": started.isoformat(timespec="seconds"), "cpus": os.cpu_count(),
             "load_average_before": load_before, "load_average_after": load_after,
             "duration": args.duration, "warmup": args.warmup, "repeat": args.repeat,
-            "gateway_loop": args.gateway_loop, "upstream_protocol": args.upstream_protocol,
+            "upstream_protocol": args.upstream_protocol,
             "versions": {**versions(), **fastmcp_version()},
             "bastion_source_sha256": fingerprint,
             "legs": [{"case": leg.case, "era": leg.era, "concurrency": leg.concurrency,

@@ -3,8 +3,7 @@
     python bench/gateway_peers.py upstream --port N         # the echo upstream, HTTP
     python bench/gateway_peers.py upstream --stdio          # the same server on stdio
     python bench/gateway_peers.py fastmcp --port N --upstream URL
-    python bench/gateway_peers.py relay --port N --upstream URL
-    python bench/gateway_peers.py gateway-uvloop serve ...  # `bastion serve ...` on uvloop
+    python bench/gateway_peers.py relay --port N --upstream URL [--client bastion|aiohttp]
     python bench/gateway_peers.py load URL [bench/loadgen.py options]
 
 * `upstream`: a Bastion `Server` with one tool, `echo(text)`, that returns its argument as a
@@ -18,14 +17,12 @@
   reusing that one session for all requests (and warns about context mixing).
 * `relay`: the floor of any HTTP-to-HTTP gateway on this stack: a bare ASGI app under
   uvicorn (httptools, uvloop) that forwards each request's body and MCP headers to the
-  upstream with one aiohttp session (Bastion's client settings) and answers with the
-  upstream's body; no parsing, no checks.
-* `gateway-uvloop`: the `bastion` command line with uvloop installed as the event loop policy
-  first (`bastion serve` itself runs on `asyncio.run`'s default loop), to measure what the
-  loop alone is worth.
-* `load`: `bench/loadgen.py`, unchanged, except that its `tools/call` requests carry
-  `{"text": ECHO_TEXT}` as arguments and every answer must echo that text (the load
-  generator has no option for arguments: see `echo_call_template`).
+  upstream with one pooled HTTP client and answers with the upstream's status, body, media
+  type and session id; no parsing, no checks. `--client bastion` (the default) forwards with
+  Bastion's own `HTTPClient` (bastion/transport/http/h1client.py), as `bastion serve` does;
+  `--client aiohttp` with one aiohttp session, to show what the client choice is worth.
+* `load`: `bench/loadgen.py` calling `echo` with `--arguments '{"text": ECHO_TEXT}'` and
+  `--expect-text ECHO_TEXT`, so every answer must echo that text.
 """
 
 from __future__ import annotations
@@ -107,98 +104,142 @@ def serve_fastmcp(port: int, upstream: str, *, shared: bool) -> None:
 #: The request headers an MCP request needs upstream (ASGI names are lowercase bytes).
 _RELAYED_HEADERS = frozenset({b"content-type", b"accept", b"mcp-protocol-version",
                               b"mcp-session-id", b"mcp-method", b"mcp-name"})
+#: The response headers relayed back (besides Content-Length, which the relay sets).
+_ANSWERED_HEADERS = ("content-type", "mcp-session-id")
+#: The largest upstream answer the relay reads (Bastion's default message size bound).
+MAX_ANSWER = 4 * 1024 * 1024
+#: Bastion's HTTP client settings (bastion/transport/http/wire.py): connections per origin,
+#: and a bound on each exchange.
+POOL_LIMIT = 64
+EXCHANGE_TIMEOUT = 30.0
+RELAY_CLIENTS = ("bastion", "aiohttp")
+
+#: What a forwarder answers: status, response headers (ASGI form), body.
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 
 
-def relay_app(upstream: str) -> Callable[..., Awaitable[None]]:
+class BastionForwarder:
+    """Forwards with Bastion's own HTTP client (`bastion.transport.http.h1client`)."""
+
+    def __init__(self, upstream: str) -> None:
+        from bastion.transport.http.h1client import HTTPClient
+
+        self.upstream = upstream
+        self.http = HTTPClient(connect_timeout=10.0, limit=POOL_LIMIT)
+
+    async def forward(self, method: str, headers: dict[str, str], body: bytes) -> Answer:
+        response = await self.http.request(method, self.upstream, headers, body or None,
+                                           read_timeout=EXCHANGE_TIMEOUT,
+                                           total_timeout=EXCHANGE_TIMEOUT)
+        async with response:
+            answer = await response.read(MAX_ANSWER)
+        return response.status, _answer_headers(response.headers.get, answer), answer
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class AiohttpForwarder:
+    """Forwards with one aiohttp session, set up as Bastion's client was before h1client."""
+
+    def __init__(self, upstream: str) -> None:
+        import aiohttp
+
+        self.upstream = upstream
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=POOL_LIMIT, keepalive_timeout=30),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=EXCHANGE_TIMEOUT))
+
+    async def forward(self, method: str, headers: dict[str, str], body: bytes) -> Answer:
+        async with self.http.request(method, self.upstream, data=body or None,
+                                     headers=headers) as response:
+            length = response.content_length
+            if length is not None and length <= MAX_ANSWER:
+                answer = await response.read()  # as Bastion read it: bounded by the length
+            else:
+                answer = await _read_bounded(response.content)
+            return response.status, _answer_headers(response.headers.get, answer), answer
+
+    async def aclose(self) -> None:
+        await self.http.close()
+
+
+async def _read_bounded(stream: Any) -> bytes:
+    """An aiohttp body without (or with too large) a Content-Length, up to MAX_ANSWER."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_any():
+        size += len(chunk)
+        if size > MAX_ANSWER:
+            raise RuntimeError(f"the upstream's answer exceeds {MAX_ANSWER} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _answer_headers(get: Callable[[str], str | None], answer: bytes) -> list[tuple[bytes, bytes]]:
+    out = [(b"content-length", b"%d" % len(answer))]
+    for name in _ANSWERED_HEADERS:
+        value = get(name)
+        if value is not None:
+            out.append((name.encode(), value.encode()))
+    return out
+
+
+def relay_app(upstream: str, client: str = "bastion") -> Callable[..., Awaitable[None]]:
     """A bare ASGI app that POSTs (or DELETEs) each request's body to `upstream` with one
-    aiohttp session and answers with the upstream's body, media type and session id."""
-    import aiohttp
-
-    http: aiohttp.ClientSession | None = None
+    pooled HTTP client (`client`: "bastion" or "aiohttp") and answers with the upstream's
+    status, body, media type and session id."""
+    if client not in RELAY_CLIENTS:
+        raise ValueError(f"unknown relay client {client!r}; choose from {RELAY_CLIENTS}")
+    forwarder: BastionForwarder | AiohttpForwarder | None = None
 
     async def app(scope: dict[str, Any], receive: Callable[..., Awaitable[dict[str, Any]]],
                   send: Callable[..., Awaitable[None]]) -> None:
-        nonlocal http
+        nonlocal forwarder
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    # Bastion's HTTP client settings (bastion/transport/http/wire.py).
-                    http = aiohttp.ClientSession(
-                        connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
-                        cookie_jar=aiohttp.DummyCookieJar(),
-                        timeout=aiohttp.ClientTimeout(total=30))
+                    # Made here: both clients want the server's running loop.
+                    forwarder = (BastionForwarder(upstream) if client == "bastion"
+                                 else AiohttpForwarder(upstream))
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    if http is not None:
-                        await http.close()
+                    if forwarder is not None:
+                        await forwarder.aclose()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        assert http is not None
+        assert forwarder is not None
         chunks: list[bytes] = []
         message = {"more_body": True}
         while message.get("more_body", False):
             message = await receive()
             chunks.append(message.get("body", b""))
-        body = b"".join(chunks)
         headers = {name.decode(): value.decode() for name, value in scope["headers"]
                    if name in _RELAYED_HEADERS}
-        async with http.request(scope["method"], upstream, data=body or None,
-                                headers=headers) as response:
-            answer = await response.read()
-            out = [(b"content-length", b"%d" % len(answer))]
-            for name in ("Content-Type", "Mcp-Session-Id"):
-                if name in response.headers:
-                    out.append((name.lower().encode(), response.headers[name].encode()))
-            status = response.status
+        status, out, answer = await forwarder.forward(scope["method"], headers, b"".join(chunks))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": answer})
 
     return app
 
 
-def serve_relay(port: int, upstream: str) -> None:
+def serve_relay(port: int, upstream: str, client: str) -> None:
     import uvicorn
 
-    uvicorn.run(relay_app(upstream), host="127.0.0.1", port=port, http="httptools",
+    uvicorn.run(relay_app(upstream, client), host="127.0.0.1", port=port, http="httptools",
                 loop="uvloop", log_level="warning", access_log=False, server_header=False)
-
-
-# -- Bastion's gateway on uvloop --------------------------------------------------------------
-
-
-def run_cli_on_uvloop(argv: list[str]) -> None:
-    import uvloop
-
-    from bastion.cli import main
-
-    uvloop.install()  # asyncio.run (in `bastion serve`) now makes a uvloop loop
-    sys.argv = ["bastion", *argv]
-    main()
 
 
 # -- the load ---------------------------------------------------------------------------------
 
 
-_plain_call_template = loadgen.call_template
-
-
-def echo_call_template(era: str, tool: str) -> loadgen.Template:
-    """The load generator's `tools/call` request, with `{"text": ECHO_TEXT}` as arguments."""
-    plain = _plain_call_template(era, tool)
-    arguments = b'"arguments":' + orjson.dumps({"text": ECHO_TEXT})
-    suffix = plain.suffix.replace(b'"arguments":{}', arguments, 1)
-    if suffix == plain.suffix:
-        raise RuntimeError("bench/loadgen.py's request has no empty arguments to fill in: "
-                           "update echo_call_template to its new shape")
-    return loadgen.Template(plain.prefix, suffix)
-
-
 def run_load(argv: list[str]) -> int:
-    # loadgen's Worker builds its request with the module's `call_template`: swapping that
-    # one function keeps the load generator itself (workers, checks, timing) unchanged.
-    loadgen.call_template = echo_call_template
-    return loadgen.main([*argv, "--tool", TOOL, "--expect-text", ECHO_TEXT])
+    """bench/loadgen.py with these options, calling `echo(ECHO_TEXT)` and checking the echo."""
+    arguments = orjson.dumps({"text": ECHO_TEXT}).decode()
+    return loadgen.main([*argv, "--tool", TOOL, "--arguments", arguments,
+                         "--expect-text", ECHO_TEXT])
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -206,12 +247,9 @@ def run_load(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
-    # These two hand the rest of the command line on untouched.
+    # `load` hands the rest of the command line on to bench/loadgen.py untouched.
     if args_in[:1] == ["load"]:
         return run_load(args_in[1:])
-    if args_in[:1] == ["gateway-uvloop"]:
-        run_cli_on_uvloop(args_in[1:])
-        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="peer", required=True)
     upstream = sub.add_parser("upstream", help="the echo upstream (Bastion's Server)")
@@ -223,16 +261,18 @@ def main(argv: list[str] | None = None) -> int:
     proxy.add_argument("--upstream", required=True, help="the upstream's MCP URL")
     proxy.add_argument("--shared", action="store_true",
                        help="one upstream session for all requests (a connected Client)")
-    relay = sub.add_parser("relay", help="a bare ASGI relay (uvicorn + aiohttp): the floor")
+    relay = sub.add_parser("relay", help="a bare ASGI relay (uvicorn + an HTTP client): "
+                                         "the floor")
     relay.add_argument("--port", type=int, required=True)
     relay.add_argument("--upstream", required=True, help="the upstream's MCP URL")
+    relay.add_argument("--client", choices=RELAY_CLIENTS, default="bastion",
+                       help="forward with Bastion's HTTPClient (default) or aiohttp")
     sub.add_parser("load", help="bench/loadgen.py calling echo(text); its options follow")
-    sub.add_parser("gateway-uvloop", help="the bastion command line on uvloop")
     args = parser.parse_args(args_in)
     if args.peer == "upstream":
         serve_upstream(args.port)
     elif args.peer == "relay":
-        serve_relay(args.port, args.upstream)
+        serve_relay(args.port, args.upstream, args.client)
     else:
         serve_fastmcp(args.port, args.upstream, shared=args.shared)
     return 0

@@ -1,14 +1,16 @@
 """An aiohttp load generator for MCP `tools/call` over Streamable HTTP, in either era.
 
     python bench/loadgen.py URL [--era modern|legacy|echo] [--concurrency N]
-                            [--calls N | --duration S] [--tool NAME] [--sse-only]
-                            [--warmup N] [--wait-go] [--loop uvloop|asyncio]
+                            [--calls N | --duration S] [--tool NAME] [--arguments JSON]
+                            [--expect-text TEXT] [--sse-only] [--warmup N] [--wait-go]
+                            [--loop uvloop|asyncio]
 
 Workers (`--concurrency` of them, one keep-alive connection each) POST `tools/call` requests
 back to back until `--calls` calls are done or `--duration` seconds have passed. Request
-bodies are serialized once: only the JSON-RPC id is spliced in per call. Every response is
-checked (HTTP 200, the id, a successful `result` whose first content item is the expected
-text, `resultType: "complete"` if present) and each failure is counted, with a few samples.
+bodies are serialized once: only the JSON-RPC id is spliced in per call; the tool's
+`arguments` are `--arguments` (a JSON object, `{}` by default). Every response is checked
+(HTTP 200, the id, a successful `result` whose first content item is `--expect-text`,
+`resultType: "complete"` if present) and each failure is counted, with a few samples.
 The latency of a call is from the POST to the last byte of its response.
 
 Eras (spec-essentials §5):
@@ -77,8 +79,8 @@ class Template:
         return self.prefix + b"%d" % request_id + self.suffix
 
 
-def call_template(era: str, tool: str) -> Template:
-    params: dict[str, Any] = {"name": tool, "arguments": {}}
+def call_template(era: str, tool: str, arguments: dict[str, Any] | None = None) -> Template:
+    params: dict[str, Any] = {"name": tool, "arguments": arguments or {}}
     if era != "legacy":
         params["_meta"] = {
             "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
@@ -178,6 +180,7 @@ class Plan:
     warmup: int
     wait_go: bool
     expect_text: str = SIMPLE_TEXT
+    arguments: dict[str, Any] = field(default_factory=dict)
 
 
 class Worker:
@@ -186,7 +189,7 @@ class Worker:
     def __init__(self, http: aiohttp.ClientSession, plan: Plan) -> None:
         self.http = http
         self.plan = plan
-        self.template = call_template(plan.era, plan.tool)
+        self.template = call_template(plan.era, plan.tool, plan.arguments)
         self.headers = call_headers(plan.era, plan.tool, sse_only=plan.sse_only)
         self.session_id: str | None = None
 
@@ -331,6 +334,27 @@ async def run(plan: Plan) -> dict[str, Any]:
     }
 
 
+#: Bound on `--arguments`, so the request template stays an MCP-sized message.
+MAX_ARGUMENTS_SIZE = 1024 * 1024
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """`--arguments`: a JSON object, or an argparse error that says what is wrong."""
+    if len(text) > MAX_ARGUMENTS_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{len(text)} characters is more than the {MAX_ARGUMENTS_SIZE} allowed")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({exc}); pass an object such as '{{\"text\": \"hi\"}}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f"must be a JSON object (the tool's arguments by name), not {type(value).__name__}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url", help="the MCP endpoint, e.g. http://127.0.0.1:3001/mcp")
@@ -340,6 +364,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     amount.add_argument("--calls", type=int, default=None, help="calls to make (default 3000)")
     amount.add_argument("--duration", type=float, default=None, help="seconds to run")
     parser.add_argument("--tool", default="test_simple_text")
+    parser.add_argument("--arguments", type=json_object, default={}, metavar="JSON",
+                        help='the tool\'s arguments, a JSON object (default {}), e.g. '
+                             '\'{"text": "hi"}\'')
     parser.add_argument("--expect-text", default=SIMPLE_TEXT,
                         help="the text the tool's first content item must carry")
     parser.add_argument("--sse-only", action="store_true",
@@ -362,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = Plan(url=args.url, era=args.era, concurrency=args.concurrency, calls=args.calls,
                 duration=args.duration, tool=args.tool, sse_only=args.sse_only,
-                warmup=args.warmup, wait_go=args.wait_go, expect_text=args.expect_text)
+                warmup=args.warmup, wait_go=args.wait_go, expect_text=args.expect_text,
+                arguments=args.arguments)
     try:
         if args.loop == "uvloop":
             import uvloop

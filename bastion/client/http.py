@@ -9,16 +9,16 @@ HTTP+SSE transport when even `initialize` is refused with 400/404/405.
 from __future__ import annotations
 
 import contextlib
+import ssl as ssl_module
 from collections.abc import AsyncIterator
 from typing import Any
-
-import aiohttp
 
 from bastion.client.client import Client
 from bastion.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_SIZE
 from bastion.session.client_side import ClientConnection, ClientHandlers, ClientMode
 from bastion.session.errors import EraDetectionError
 from bastion.transport.http.client import StreamableHTTPChannel
+from bastion.transport.http.h1client import HTTPClient
 from bastion.transport.http.wire import HTTPTimeouts
 
 
@@ -39,8 +39,8 @@ async def connect_http(
     read_timeout: float = 300.0,
     listen: bool = True,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    http: aiohttp.ClientSession | None = None,
-    ssl: Any = True,
+    http: HTTPClient | None = None,
+    ssl: ssl_module.SSLContext | bool = True,
 ) -> AsyncIterator[Client]:
     """Establish the era with the MCP endpoint at `url` and yield a connected `Client`.
 
@@ -49,7 +49,7 @@ async def connect_http(
     can replace it. `request_timeout` bounds each MCP request (progress resets it);
     `connect_timeout` and `read_timeout` bound the HTTP exchanges underneath. `listen=False`
     skips the legacy GET stream. `max_message_size` bounds a JSON body or SSE event (and the
-    session's parser). `http` shares an aiohttp session (not closed here).
+    session's parser). `http` shares an `HTTPClient` (not closed here).
 
     On exit a legacy session is ended with DELETE and the connections are closed.
     """

@@ -221,6 +221,7 @@ class ClientConnection:
         params: dict[str, Any] | None = None,
         *,
         timeout: float | None = None,
+        max_timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
         """Send a request in the connection's era (adding `_meta` when modern)."""
@@ -230,7 +231,7 @@ class ClientConnection:
             meta.update(params.get("_meta") or {})
             params["_meta"] = meta
         return await self.session.request(method, params, timeout=timeout,
-                                          on_progress=on_progress)
+                                          max_timeout=max_timeout, on_progress=on_progress)
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         await self.session.notify(method, params)

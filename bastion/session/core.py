@@ -11,9 +11,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -64,8 +63,18 @@ class _Pending:
     method: str
     future: asyncio.Future[dict[str, Any]]
     on_progress: ProgressCallback | None = None
-    last_activity: float = field(default_factory=time.monotonic)
     last_progress: float | None = None
+    #: While the request waits: its timer, moved on by progress (loop time throughout).
+    timer: asyncio.Timeout | None = None
+    #: The timeout that progress restarts, and the instant no progress can move past.
+    window: float = 0.0
+    cap_at: float = 0.0
+
+    def restart_timer(self) -> None:
+        """Progress came: the timeout starts again, but never runs past the cap."""
+        if self.timer is not None:
+            loop_time = asyncio.get_running_loop().time()
+            self.timer.reschedule(min(loop_time + self.window, self.cap_at))
 
 
 class Session:
@@ -106,6 +115,11 @@ class Session:
         # closing the session cancels them instead of leaving them running.
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reader: asyncio.Task[None] | None = None
+        # A channel that can carry a whole request in the caller's task takes it this way,
+        # and hands the parsed answer straight back (`DirectChannel` in transport.base).
+        self._write_request = getattr(channel, "write_request", None)
+        if self._write_request is not None:
+            channel.deliver_parsed = self._deliver_parsed  # type: ignore[attr-defined]
         self._closed = asyncio.Event()
         self.close_reason: str | None = None
         self.protocol_errors = 0
@@ -173,9 +187,12 @@ class Session:
             data = self._shrink(message, data)
         await self._write(data)
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes, request: dict[str, Any] | None = None) -> None:
         try:
-            await self.channel.write_frame(data)
+            if request is not None and self._write_request is not None:
+                await self._write_request(request, data)
+            else:
+                await self.channel.write_frame(data)
         except EndOfStream as exc:
             self._shutdown(self._close_text())
             raise PeerClosed(self.close_reason or "session closed") from exc
@@ -216,6 +233,8 @@ class Session:
         If the caller is cancelled or the timeout passes, the peer gets
         `notifications/cancelled` (unless `cancellable` is false, as for initialize).
         """
+        if self.closed:
+            raise PeerClosed(self.close_reason or "session closed")
         request_id = next(self._ids)
         loop = asyncio.get_running_loop()
         pending = _Pending(method, loop.create_future(), on_progress)
@@ -228,20 +247,29 @@ class Session:
         self._pending[request_id] = pending
         timeout = self.default_timeout if timeout is None else timeout
         limit = min(self.max_timeout if max_timeout is None else max_timeout, self.max_timeout)
-        started = time.monotonic()
+        started = loop.time()
+        pending.window = timeout
+        pending.cap_at = started + limit
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            request["params"] = params
         try:
-            await self.send(Request(request_id, method, params))
-            while True:
-                deadline = min(pending.last_activity + timeout, started + limit)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    capped = deadline == started + limit
-                    raise RequestTimeout(method, limit if capped else timeout)
-                done, _ = await asyncio.wait({pending.future}, timeout=remaining)
-                if done:
-                    return pending.future.result()
+            data = dumps(request)
+            if len(data) > self.max_message_size:
+                data = self._shrink(request, data)
+            try:
+                # The timer covers sending too: a channel may carry the exchange in place.
+                async with asyncio.timeout_at(min(started + timeout, pending.cap_at)) as timer:
+                    pending.timer = timer
+                    await self._write(data, request)
+                    return await pending.future
+            except TimeoutError:
+                # (The timer cancelled the future it interrupted: no answer came in time.)
+                capped = loop.time() >= pending.cap_at
+                raise RequestTimeout(method, limit if capped else timeout) from None
         except (asyncio.CancelledError, RequestTimeout):
-            if cancellable and not self.closed and not pending.future.done():
+            answered = pending.future.done() and not pending.future.cancelled()
+            if cancellable and not self.closed and not answered:
                 with contextlib.suppress(Exception):
                     await self.send(messages.cancelled(request_id, "request cancelled"))
             raise
@@ -311,13 +339,24 @@ class Session:
             # this reader can deliver.
             self._spawn(self._receive_batch(decoded))
             return
+        refused = self._accept(decoded)
+        if refused is not None:
+            await self._garbage(refused, frame, refused.request_id)
+
+    def _deliver_parsed(self, decoded: Any, frame: bytes) -> None:
+        """A message the channel has already parsed (no second parse, no reader hop)."""
+        refused = self._accept(decoded)
+        if refused is not None:
+            self._spawn(self._garbage(refused, frame, refused.request_id))
+
+    def _accept(self, decoded: Any) -> EnvelopeError | None:
+        """Dispatch one decoded message; returns the envelope error of one it must refuse."""
         try:
             message = from_object(decoded)
         except EnvelopeError as exc:
-            if not self._fail_malformed_response(decoded, exc):
-                await self._garbage(exc, frame, exc.request_id)
-            return
+            return None if self._fail_malformed_response(decoded, exc) else exc
         self._dispatch(message)
+        return None
 
     def _fail_malformed_response(self, decoded: Any, exc: EnvelopeError) -> bool:
         """A malformed answer to one of our requests fails that request at once (rather
@@ -436,7 +475,7 @@ class Session:
             logger.debug("%s sent non-increasing progress %s", self.name, value)
             return
         pending.last_progress = value
-        pending.last_activity = time.monotonic()
+        pending.restart_timer()
         if pending.on_progress is not None:
             total = params.get("total")
             message = params.get("message")

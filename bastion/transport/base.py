@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 
 class EndOfStream(Exception):
@@ -33,4 +34,19 @@ class Channel(Protocol):
 
     async def aclose(self) -> None:
         """Close the channel; reads then end with EndOfStream."""
+        ...
+
+
+class DirectChannel(Channel, Protocol):
+    """A channel that can carry a request in the caller's task (HTTP: the POST is the exchange).
+
+    The session sets `deliver_parsed` and sends its requests with `write_request`; the channel
+    hands answers it has already parsed to `deliver_parsed` (no second parse, no hop through
+    `read_frame`) whenever no earlier frame is still waiting to be read, so order is kept.
+    """
+
+    deliver_parsed: Callable[[Any, bytes], None] | None
+
+    async def write_request(self, message: dict[str, Any], data: bytes) -> None:
+        """Send a request (`data` is `message` serialized); may return after its answer."""
         ...

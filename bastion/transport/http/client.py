@@ -34,10 +34,11 @@ import asyncio
 import functools
 import itertools
 import re
+import ssl as ssl_module
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from bastion.protocol.errors import (
@@ -49,6 +50,7 @@ from bastion.protocol.headers import PROTOCOL_VERSION_HEADER, SESSION_HEADER
 from bastion.protocol.jsonrpc import DEFAULT_MAX_MESSAGE_SIZE, JSONObject, RequestId
 from bastion.protocol.meta import PROTOCOL_VERSION, get_meta, is_modern_request
 from bastion.transport.base import EndOfStream
+from bastion.transport.http.h1client import HTTPClient, HTTPClientError
 from bastion.transport.http.http_sse_fallback import HTTPSSETransport
 from bastion.transport.http.modern_headers import ModernHeaders
 from bastion.transport.http.sse_parser import (
@@ -65,6 +67,7 @@ from bastion.transport.http.wire import (
     HTTPTimeouts,
     HTTPTransportError,
     HTTPWire,
+    Response,
     excerpt,
     logger,
 )
@@ -113,14 +116,16 @@ class StreamableHTTPChannel:
         timeouts: HTTPTimeouts | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         listen: bool = True,
-        http: aiohttp.ClientSession | None = None,
-        ssl: Any = True,
+        http: HTTPClient | None = None,
+        ssl: ssl_module.SSLContext | bool = True,
     ) -> None:
         self._wire = HTTPWire(url, {**(headers or {}), **(auth or {})},
                               timeouts or HTTPTimeouts(), http, ssl)
         self.max_message_size = max_message_size
         self.listen = listen
         self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        #: Set by the session: takes an answer already parsed (see `DirectChannel`).
+        self.deliver_parsed: Callable[[Any, bytes], None] | None = None
         self._closed = False
         self._inflight: dict[RequestId, _InFlight] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -193,6 +198,20 @@ class StreamableHTTPChannel:
         else:
             await self._send_notification(message, data)
 
+    async def write_request(self, message: JSONObject, data: bytes) -> None:
+        """A modern request runs in the caller's task: its POST is the whole exchange.
+
+        Legacy requests keep a task of their own, since their answer may come on another
+        stream (the GET stream, a resumption) that must be able to end the POST.
+        """
+        if self._closed:
+            raise EndOfStream
+        if self._sse is not None or not is_modern_request(message.get("params")):
+            self._start_request(message, data)
+            return
+        inflight = self._track(message, True)
+        await self._run_request(message, data, inflight)
+
     async def aclose(self) -> None:
         if self._closed:
             return
@@ -222,13 +241,22 @@ class StreamableHTTPChannel:
         if not self._closed:
             self._inbox.put_nowait(frame)
 
+    def _deliver_answer(self, message: JSONObject, raw: bytes | None) -> None:
+        """An answer goes straight to the session when nothing earlier waits to be read."""
+        if self._closed:
+            return
+        if self.deliver_parsed is not None and self._inbox.empty():
+            self.deliver_parsed(message, raw or b"")
+        else:
+            self._inbox.put_nowait(raw if raw is not None else orjson.dumps(message))
+
     def _deliver_error(self, request_id: RequestId, exc: HTTPTransportError) -> None:
         self.last_failure = exc
-        self._deliver_frame(orjson.dumps({
+        self._deliver_answer({
             "jsonrpc": "2.0", "id": request_id,
             "error": {"code": INTERNAL_ERROR, "message": str(exc),
                       "data": {"http": exc.details()}},
-        }))
+        }, None)
 
     def _internal_id(self) -> str:
         # The session numbers its requests with integers: strings never collide with them.
@@ -300,20 +328,22 @@ class StreamableHTTPChannel:
             if (inflight.modern and inflight.method == "tools/list"
                     and self._modern.learn_tools(message)):
                 raw = None
-        self._deliver_frame(raw if raw is not None else orjson.dumps(message))
+        self._deliver_answer(message, raw)
 
     # -- requests ------------------------------------------------------------------------
 
     def _start_request(self, message: JSONObject, data: bytes) -> None:
-        request_id = message["id"]
-        modern = is_modern_request(message.get("params"))
+        inflight = self._track(message, is_modern_request(message.get("params")))
+        inflight.task = asyncio.create_task(self._run_request(message, data, inflight),
+                                            name=f"http:{message['method']}:{message['id']}")
+
+    def _track(self, message: JSONObject, modern: bool) -> _InFlight:
         if modern:
             version = get_meta(message.get("params")).get(PROTOCOL_VERSION)
             self.modern_version = version if isinstance(version, str) else self.modern_version
         inflight = _InFlight(message["method"], modern)
-        self._inflight[request_id] = inflight
-        inflight.task = asyncio.create_task(self._run_request(message, data, inflight),
-                                            name=f"http:{message['method']}:{request_id}")
+        self._inflight[message["id"]] = inflight
+        return inflight
 
     async def _run_request(self, message: JSONObject, data: bytes, inflight: _InFlight) -> None:
         request_id = message["id"]
@@ -378,10 +408,8 @@ class StreamableHTTPChannel:
         what = f"POST {self.display_url} ({method})"
         resume_from: tuple[str, int] | None = None
         with self._wire.failures(what):
-            async with self._wire.client().post(
-                self.url, data=data, headers=headers,
-                timeout=self._wire.timeout(read=self.timeouts.read)
-            ) as response:
+            async with await self._wire.request(
+                    "POST", headers, data, read=self.timeouts.read) as response:
                 status = response.status
                 session_id = response.headers.get(SESSION_HEADER)
                 if 200 <= status < 300 and status != 202:
@@ -424,7 +452,7 @@ class StreamableHTTPChannel:
         raise HTTPTransportError(f"{what}: the body is not the JSON-RPC response to the request "
                                  f"({body[:80]!r})", status=status, url=self.display_url)
 
-    async def _error_reply(self, response: aiohttp.ClientResponse, request_id: RequestId,
+    async def _error_reply(self, response: Response, request_id: RequestId,
                            what: str, session_id: str | None) -> _Reply:
         status = response.status
         try:
@@ -443,12 +471,12 @@ class StreamableHTTPChannel:
             status=status, url=self.display_url,
             www_authenticate=response.headers.get("WWW-Authenticate"))
 
-    async def _read_stream(self, response: aiohttp.ClientResponse, decoder: SSEDecoder,
+    async def _read_stream(self, response: Response, decoder: SSEDecoder,
                            request_id: RequestId | None,
                            modern: bool) -> tuple[JSONObject, bytes] | None:
         """Read SSE events until `request_id`'s answer (returned, with its bytes) or the end."""
         where = "SSE stream"
-        async for chunk in response.content.iter_any():
+        async for chunk in response.chunks():
             for event in decoder.feed(chunk):
                 if event.event != MESSAGE_EVENT:
                     logger.debug("%s: ignoring SSE event %r", self.display_url, event.event)
@@ -473,9 +501,8 @@ class StreamableHTTPChannel:
             headers = self._get_headers(last_event_id)
             resume_what = f"GET {self.display_url} (resuming {what})"
             with self._wire.failures(resume_what):
-                async with self._wire.client().get(
-                    self.url, headers=headers, timeout=self._wire.timeout(read=self.timeouts.read)
-                ) as response:
+                async with await self._wire.request(
+                        "GET", headers, read=self.timeouts.read) as response:
                     if response.status != 200 or response.content_type != SSE_MEDIA_TYPE:
                         # Not an HTTPStatusError: a 404 here must not re-send the request,
                         # which the server may already have carried out.
@@ -564,9 +591,7 @@ class StreamableHTTPChannel:
             progressed = False
             try:
                 with self._wire.failures(what):
-                    async with self._wire.client().get(
-                        self.url, headers=headers, timeout=self._wire.timeout(read=None)
-                    ) as response:
+                    async with await self._wire.request("GET", headers, read=None) as response:
                         if response.status == 405:
                             logger.debug("%s offers no GET stream (405)", self.display_url)
                             return
@@ -599,14 +624,13 @@ class StreamableHTTPChannel:
     async def _delete_session(self) -> None:
         headers = self._session_headers({**self._wire.base_headers})
         try:
-            async with self._wire.client().delete(
-                self.url, headers=headers,
-                timeout=self._wire.timeout(read=self.timeouts.close, total=self.timeouts.close),
+            async with await self._wire.request(
+                    "DELETE", headers, read=self.timeouts.close, total=self.timeouts.close
             ) as response:
                 if response.status not in (200, 202, 204, 404, 405):
                     logger.info("%s: DELETE of the session answered HTTP %s", self.display_url,
                                 response.status)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (HTTPClientError, TimeoutError, ValueError) as exc:
             logger.info("%s: DELETE of the session failed: %r", self.display_url, exc)
 
     # -- one-way messages ----------------------------------------------------------------
@@ -666,9 +690,7 @@ class StreamableHTTPChannel:
         headers = self._post_headers(message, modern)
         what = f"POST {self.display_url} ({what_method})"
         with self._wire.failures(what):
-            async with self._wire.client().post(
-                self.url, data=data, headers=headers, timeout=self._wire.short_timeout(),
-            ) as response:
+            async with await self._wire.short("POST", headers, data) as response:
                 if 200 <= response.status < 300:
                     return
                 reply = await self._error_reply(response, 0, what, None)  # raises if no body

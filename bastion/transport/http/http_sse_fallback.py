@@ -14,8 +14,6 @@ import asyncio
 from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
-
 from bastion.protocol.jsonrpc import JSONObject, RequestId
 from bastion.transport.http.sse_parser import SSE_MEDIA_TYPE, SSEDecoder, SSEEvent
 from bastion.transport.http.wire import (
@@ -23,6 +21,7 @@ from bastion.transport.http.wire import (
     HTTPStatusError,
     HTTPTransportError,
     HTTPWire,
+    Response,
     excerpt,
     logger,
 )
@@ -31,7 +30,7 @@ from bastion.transport.http.wire import (
 class HTTPSSETransport:
     """An open HTTP+SSE session: its event stream, and the endpoint that takes the POSTs."""
 
-    def __init__(self, wire: HTTPWire, endpoint: str, response: aiohttp.ClientResponse,
+    def __init__(self, wire: HTTPWire, endpoint: str, response: Response,
                  decoder: SSEDecoder, events: list[SSEEvent]) -> None:
         self.wire = wire
         #: The URL every client message is POSTed to.
@@ -47,18 +46,17 @@ class HTTPSSETransport:
     async def open(cls, wire: HTTPWire, max_message_size: int) -> HTTPSSETransport | None:
         """GET the URL; a first `endpoint` event means the old HTTP+SSE transport."""
         what = f"GET {wire.display_url} (HTTP+SSE endpoint)"
-        response: aiohttp.ClientResponse | None = None
+        response: Response | None = None
         decoder = SSEDecoder.for_messages(max_message_size)
         events: list[SSEEvent] = []
         target: str | None = None
         try:
             with wire.failures(what):
-                response = await wire.client().get(
-                    wire.url, headers={**wire.base_headers, "Accept": SSE_MEDIA_TYPE},
-                    timeout=wire.timeout(read=None))
+                response = await wire.request(
+                    "GET", {**wire.base_headers, "Accept": SSE_MEDIA_TYPE}, read=None)
                 if response.status == 200 and response.content_type == SSE_MEDIA_TYPE:
                     async with asyncio.timeout(wire.timeouts.short):
-                        async for chunk in response.content.iter_any():
+                        async for chunk in response.chunks():
                             events = decoder.feed(chunk)
                             if events:
                                 break
@@ -86,7 +84,7 @@ class HTTPSSETransport:
             for event in self._early_events:
                 on_event(event)
             with self.wire.failures(f"GET {display_url}"):
-                async for chunk in self._response.content.iter_any():
+                async for chunk in self._response.chunks():
                     for event in self._decoder.feed(chunk):
                         on_event(event)
             logger.info("%s closed the HTTP+SSE stream", display_url)
@@ -114,11 +112,9 @@ class HTTPSSETransport:
         wire = self.wire
         what = f"POST {self.endpoint} ({method})"
         with wire.failures(what):
-            async with wire.client().post(
-                self.endpoint, data=data,
-                headers={**wire.base_headers, "Content-Type": "application/json"},
-                timeout=wire.short_timeout(),
-            ) as response:
+            async with await wire.short(
+                    "POST", {**wire.base_headers, "Content-Type": "application/json"}, data,
+                    url=self.endpoint) as response:
                 if not 200 <= response.status < 300:
                     body = await wire.read_body(response, ERROR_BODY_LIMIT, what)
                     raise HTTPStatusError(

@@ -69,6 +69,7 @@ from bastion.protocol.routing_headers import (
 from bastion.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from bastion.session.context import IncomingRequest
 from bastion.session.server_side import EraRouter, ServerApp
+from bastion.transport.http.coalescing import CoalescingHttpToolsProtocol
 from bastion.transport.http.legacy_sessions import LegacyEndpoint, SessionRegistry
 from bastion.transport.http.session_ids import PrincipalOf, SessionIds
 from bastion.transport.http.sse import (
@@ -159,6 +160,7 @@ class McpHttpEndpoint:
         self._any_host = "*" in hosts
         self._host_names = {h for h in hosts if not _has_port(h)}
         self._host_ports = hosts - self._host_names
+        self._host_verdicts: dict[tuple[str, str | None], str | None] = {}
         origins = set(allowed_origins)
         self._any_origin = "*" in origins
         self._origins = {o.lower().rstrip("/") for o in origins}
@@ -237,12 +239,22 @@ class McpHttpEndpoint:
             await send_error(send, 405, InvalidRequest(f"{method} is not allowed here"), _ALLOW_ALL)
 
     def _rebinding_problem(self, headers: dict[str, str]) -> str | None:
-        host = headers.get("host", "").strip().lower()
+        # Clients send the same Host and Origin on every request: judge each pair once
+        # (bounded, since both are the caller's to choose).
+        key = (headers.get("host", ""), headers.get("origin"))
+        verdict = self._host_verdicts.get(key, _UNJUDGED)
+        if verdict is _UNJUDGED:
+            if len(self._host_verdicts) >= _HOST_VERDICTS:
+                self._host_verdicts.clear()
+            verdict = self._host_verdicts[key] = self._judge_host(*key)
+        return verdict
+
+    def _judge_host(self, host: str, origin: str | None) -> str | None:
+        host = host.strip().lower()
         if not self._any_host and not (
             _host_name(host) in self._host_names or host in self._host_ports
         ):
             return f"Host {host[:100]!r} is not allowed"
-        origin = headers.get("origin")
         if origin is not None and not self._any_origin:
             normalized = origin.strip().lower().rstrip("/")
             scheme, sep, rest = normalized.partition("://")
@@ -427,6 +439,11 @@ def _has_port(host: str) -> bool:
     return host.rpartition(":")[2].isdigit() and not host.endswith("]")
 
 
+#: How many distinct (Host, Origin) pairs keep their verdict before the memo starts over.
+_HOST_VERDICTS = 256
+_UNJUDGED: Any = object()
+
+
 def _host_name(host: str) -> str:
     """`host[:port]` (the Host header, or an origin without its scheme) to the name."""
     host = host.partition("/")[0]
@@ -494,9 +511,12 @@ def uvicorn_server(server: ServerApp, host: str = "127.0.0.1", port: int = 8000,
                         self._captured_signals.clear()
 
     config = uvicorn.Config(
-        endpoint, host=host, port=port, http="httptools", loop="uvloop", lifespan="on",
-        log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=graceful_timeout,
-        server_header=False,
+        endpoint, host=host, port=port, http=CoalescingHttpToolsProtocol, loop="uvloop",
+        lifespan="on", log_level=log_level.lower(), access_log=False,
+        timeout_graceful_shutdown=graceful_timeout, server_header=False,
+        # X-Forwarded-For from any peer is not evidence of who called: never rewrite the
+        # client address from it (and skip the middleware on every request).
+        proxy_headers=False,
     )
     return _Server(config)
 

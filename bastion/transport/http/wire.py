@@ -1,27 +1,33 @@
-"""What every client-side HTTP exchange shares: the aiohttp side of one MCP endpoint URL.
+"""What every client-side HTTP exchange shares: the HTTP side of one MCP endpoint URL.
 
-`HTTPWire` owns the aiohttp session, the timeouts and the headers sent on every request;
-`failures()` turns library and SSE format errors into an `HTTPTransportError` that names the
-cause, and `read_body()` bounds what a response may bring. The channel (`client.py`) and the
-2024-11-05 fallback (`http_sse_fallback.py`) both exchange through it.
+`HTTPWire` owns the HTTP client (`h1client.HTTPClient`), the timeouts and the headers sent on
+every request; `failures()` turns client and SSE format errors into an `HTTPTransportError`
+that names the cause, and `read_body()` bounds what a response may bring. The channel
+(`client.py`) and the 2024-11-05 fallback (`http_sse_fallback.py`) both exchange through it.
 
 Every client module logs as `bastion.transport.http.client`, the one logger of the client side.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
+import ssl as ssl_module
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from bastion import __version__
 from bastion.protocol.errors import MCPError
 from bastion.protocol.jsonrpc import JSONObject
+from bastion.transport.http.h1client import (
+    HTTPClient,
+    HTTPClientError,
+    IncompleteBody,
+    ProtocolError,
+    Response,
+    ServerDisconnected,
+)
 from bastion.transport.http.sse_parser import SSE_MEDIA_TYPE, SSEError
 
 logger = logging.getLogger("bastion.transport.http.client")
@@ -91,16 +97,45 @@ class HTTPTimeouts:
     close: float = 5.0
 
 
+class _Failures:
+    """`HTTPWire.failures()`: a plain context manager, as it wraps every exchange."""
+
+    __slots__ = ("display_url", "what")
+
+    def __init__(self, what: str, display_url: str) -> None:
+        self.what = what
+        self.display_url = display_url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if exc is None or isinstance(exc, HTTPTransportError):
+            return
+        what, url = self.what, self.display_url
+        if isinstance(exc, ServerDisconnected):
+            raise HTTPTransportError(f"{what}: the server closed the connection", url=url)
+        if isinstance(exc, IncompleteBody):
+            raise HTTPTransportError(f"{what}: the response body was cut off", url=url)
+        if isinstance(exc, HTTPClientError):  # connect and read failures say what they were
+            raise HTTPTransportError(f"{what}: {exc}", url=url)
+        if isinstance(exc, TimeoutError):
+            raise HTTPTransportError(f"{what}: timed out", url=url)
+        if isinstance(exc, SSEError):
+            raise HTTPTransportError(f"{what}: invalid SSE stream: {exc}", url=url)
+
+
 class HTTPWire:
-    """One MCP endpoint URL reached with aiohttp.
+    """One MCP endpoint URL reached with Bastion's HTTP/1.1 client (`h1client`).
 
     `headers` (the caller's, credentials included) go on every request after the User-Agent;
-    `http` is a shared aiohttp session, never closed here (None: one of our own, made when
-    first needed); `ssl` configures our own session's connector.
+    `http` is a shared `HTTPClient`, never closed here (None: one of our own, made when first
+    needed); `ssl` configures our own client's TLS (True, False or an `ssl.SSLContext`).
     """
 
     def __init__(self, url: str, headers: dict[str, str], timeouts: HTTPTimeouts,
-                 http: aiohttp.ClientSession | None, ssl: Any) -> None:
+                 http: HTTPClient | None, ssl: ssl_module.SSLContext | bool) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -109,87 +144,54 @@ class HTTPWire:
         self.display_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
         self.timeouts = timeouts
         #: Sent on every request.
-        self.base_headers = {"User-Agent": USER_AGENT, **headers}
+        self.base_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
         self._http = http
         self._owns_http = http is None
         self._ssl = ssl
 
     @property
     def connected(self) -> bool:
-        """Whether an aiohttp session exists (there is a server to say goodbye to)."""
+        """Whether a client exists (there is a server to say goodbye to)."""
         return self._http is not None
 
-    def client(self) -> aiohttp.ClientSession:
-        """The aiohttp session, created on first use."""
+    def client(self) -> HTTPClient:
+        """The HTTP client, created on first use."""
         if self._http is None:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30, ssl=self._ssl),
-                # Auto-decompression stays on; cookies are not MCP state: ignore them.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
+            self._http = HTTPClient(connect_timeout=self.timeouts.connect, ssl=self._ssl)
         return self._http
 
-    def timeout(self, *, read: float | None, total: float | None = None) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=total, sock_connect=self.timeouts.connect,
-                                     sock_read=read)
+    def request(self, method: str, headers: dict[str, str], body: bytes | None = None, *,
+                read: float | None, total: float | None = None,
+                url: str | None = None) -> Awaitable[Response]:
+        """Send one request to the endpoint (or `url`); the response once its headers are in.
 
-    def short_timeout(self) -> aiohttp.ClientTimeout:
-        """For a whole exchange that should be quick (`HTTPTimeouts.short`)."""
-        return self.timeout(read=self.timeouts.short, total=self.timeouts.short)
+        `read` bounds each silence of the server, `total` the whole exchange.
+        """
+        return self.client().request(method, url or self.url, headers, body,
+                                     read_timeout=read, total_timeout=total)
+
+    def short(self, method: str, headers: dict[str, str], body: bytes | None = None, *,
+              url: str | None = None) -> Awaitable[Response]:
+        """A whole exchange that should be quick (`HTTPTimeouts.short`)."""
+        short = self.timeouts.short
+        return self.request(method, headers, body, read=short, total=short, url=url)
 
     async def aclose(self) -> None:
-        """Close the aiohttp session, unless the caller shared it."""
+        """Close the client, unless the caller shared it."""
         if self._owns_http and self._http is not None:
-            await self._http.close()
+            await self._http.aclose()
 
-    @contextlib.contextmanager
-    def failures(self, what: str) -> Iterator[None]:
-        """Turn library and format errors into an `HTTPTransportError` that names the cause."""
-        try:
-            yield
-        except HTTPTransportError:
-            raise
-        except aiohttp.ConnectionTimeoutError:
-            raise HTTPTransportError(
-                f"{what}: could not connect within {self.timeouts.connect:g} s",
-                url=self.display_url) from None
-        except aiohttp.SocketTimeoutError:
-            raise HTTPTransportError(
-                f"{what}: the server sent nothing for {self.timeouts.read:g} s (read timeout)",
-                url=self.display_url) from None
-        except TimeoutError:
-            raise HTTPTransportError(f"{what}: timed out", url=self.display_url) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise HTTPTransportError(f"{what}: cannot connect: {exc.os_error}",
-                                     url=self.display_url) from None
-        except aiohttp.ServerDisconnectedError:
-            raise HTTPTransportError(f"{what}: the server closed the connection",
-                                     url=self.display_url) from None
-        except aiohttp.ClientPayloadError as exc:
-            raise HTTPTransportError(f"{what}: the response body was cut off ({exc})",
-                                     url=self.display_url) from None
-        except aiohttp.ClientError as exc:
-            raise HTTPTransportError(f"{what}: {type(exc).__name__}: {exc}",
-                                     url=self.display_url) from None
-        except SSEError as exc:
-            raise HTTPTransportError(f"{what}: invalid SSE stream: {exc}",
-                                     url=self.display_url) from None
+    def failures(self, what: str) -> _Failures:
+        """Turn client and format errors into an `HTTPTransportError` that names the cause."""
+        return _Failures(what, self.display_url)
 
-    async def read_body(self, response: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    async def read_body(self, response: Response, limit: int, what: str) -> bytes:
         """The whole body, or an `HTTPTransportError` once it passes `limit` bytes."""
-        if response.content_length is not None and response.content_length > limit:
-            raise HTTPTransportError(
-                f"{what}: a body of {response.content_length} bytes exceeds the {limit}-byte "
-                "limit", status=response.status, url=self.display_url)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise HTTPTransportError(f"{what}: the body exceeds the {limit}-byte limit",
-                                         status=response.status, url=self.display_url)
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return await response.read(limit)
+        except ProtocolError as exc:
+            raise HTTPTransportError(f"{what}: {exc}", status=response.status,
+                                     url=self.display_url) from None
 
 
 __all__ = [
@@ -199,6 +201,7 @@ __all__ = [
     "HTTPTimeouts",
     "HTTPTransportError",
     "HTTPWire",
+    "Response",
     "excerpt",
     "http_failure",
     "logger",
