@@ -20,6 +20,7 @@ from bastion.gateway.catalog import Catalog
 from bastion.gateway.errors import UpstreamUnavailable
 from bastion.gateway.fanin import FanIn
 from bastion.gateway.relay import Relay
+from bastion.gateway.tasks import GatewayTasks
 from bastion.gateway.upstream import UpstreamPool
 from bastion.guard.pipeline import Call, build_pipeline
 from bastion.guard.stages import STAGES
@@ -63,6 +64,7 @@ class Gateway:
         self.legacy_versions: tuple[str, ...] = LEGACY_VERSIONS
         self.page_size = config.server.page_size
         self.sealer = StateSealer(key)
+        self.tasks = GatewayTasks(key)
         upstreams = config.upstreams
         self.prefixes = {u.name: u.effective_prefix for u in upstreams}
         self.catalog = Catalog([u.name for u in upstreams], prefixes=self.prefixes)
@@ -89,6 +91,7 @@ class Gateway:
             "logging/setLevel": self._set_level,
             **{method: self.relay.task_request for method in MODERN_TASK_REQUESTS},
             "tasks/result": self.relay.task_request,
+            "tasks/list": self.relay.task_request,
         }
 
     # -- lifetime ------------------------------------------------------------------------
@@ -169,6 +172,7 @@ class Gateway:
     def connection_closed(self, connection: PeerConnection) -> None:
         self.subscribers.connections.discard(connection)  # type: ignore[arg-type]
         self.fanin.connection_closed(connection)
+        self.tasks.connection_closed(connection)
 
     def end_streams(self, source: object) -> None:
         self.subscribers.close_listeners(source)

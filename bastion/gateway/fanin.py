@@ -6,6 +6,11 @@
 - Resource subscriptions of all clients are counted per URI and held once upstream.
 - An upstream's request for client input (sampling, elicitation, roots) and its log
   messages belong to the call in flight on it (see `bridge`).
+- A legacy upstream's `notifications/tasks/status`, and its requests for input tied to a
+  task (related-task `_meta`), go to the session that created the task, its id mapped (see
+  `tasks`). (The tasks extension's `notifications/tasks` would come
+  on a `subscriptions/listen` stream that names task ids; the gateway's listen streams do
+  not take task ids yet, so those are not forwarded.)
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from bastion.protocol.errors import (
     MissingRequiredClientCapability,
 )
 from bastion.protocol.jsonrpc import Notification
-from bastion.protocol.meta import log_level_allows
+from bastion.protocol.lifecycle import LifecycleState
+from bastion.protocol.meta import RELATED_TASK, log_level_allows
 from bastion.protocol.versions import Era
 from bastion.server.app import required_uri
 from bastion.session.client_side import ClientHandlers
+from bastion.session.errors import PeerClosed
 from bastion.session.server_side import PeerConnection
 
 if TYPE_CHECKING:
@@ -98,7 +105,16 @@ class FanIn:
                               on_notification=on_notification)
 
     async def ask(self, name: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """An upstream's request for client input: ask the client of the call in flight."""
+        """An upstream's request for client input: ask the client of the task it names, or
+        of the call in flight."""
+        meta = params.get("_meta")
+        related = meta.get(RELATED_TASK) if isinstance(meta, dict) else None
+        route = self.gateway.tasks.route(name, related.get("taskId")) \
+            if isinstance(related, dict) else None
+        if route is not None:
+            task_id, connections = route
+            mapped = {**params, "_meta": {**meta, RELATED_TASK: {**related, "taskId": task_id}}}
+            return await _ask_session(connections, method, mapped)
         active = self.gateway.active.sole(name)
         if active is None:
             count = self.gateway.active.count(name)
@@ -132,6 +148,8 @@ class FanIn:
             uri = params.get("uri")
             if isinstance(uri, str) and self._subscriptions.get(uri):
                 await self.gateway.subscribers.resource_updated(uri)
+        elif method == "notifications/tasks/status":
+            await self._task_status(name, notification)
         elif method == "notifications/message":
             active = self.gateway.active.sole(name)
             level = params.get("level")
@@ -142,6 +160,20 @@ class FanIn:
                 logger.debug("upstream %s logged: %s", name, str(params.get("data"))[:200])
         else:
             logger.debug("upstream %s sent %s (not forwarded)", name, method)
+
+    async def _task_status(self, name: str, notification: Notification) -> None:
+        params = notification.params or {}
+        route = self.gateway.tasks.route(name, params.get("taskId"))
+        if route is None:
+            logger.debug("upstream %s: status of a task not created through this replica",
+                         name)
+            return
+        task_id, connections = route
+        mapped = Notification(notification.method, {**params, "taskId": task_id})
+        for connection in connections:
+            if connection.lifecycle.state is LifecycleState.OPERATING:
+                with contextlib.suppress(PeerClosed):
+                    await connection.send_notification(mapped)
 
     # -- upstream lifetime -----------------------------------------------------------------
 
@@ -172,8 +204,9 @@ class FanIn:
             return
         caps = description.capabilities
         wanted = [k for k in kinds if isinstance(caps.get(_KINDS[k][2]), dict)]
-        fetched = await asyncio.gather(*(self._fetch(upstream, k) for k in wanted),
-                                       return_exceptions=True)
+        fetched = await asyncio.gather(
+            *(fetch_all(upstream, _KINDS[k][0], _KINDS[k][1]) for k in wanted),
+            return_exceptions=True)
         lists: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for kind, items in zip(wanted, fetched, strict=True):
             if isinstance(items, BaseException):
@@ -188,24 +221,6 @@ class FanIn:
             changed |= {_SINGULAR[k] for k in kinds}
         for kind in sorted({_NOTIFIED[k] for k in changed}):
             await self.gateway.subscribers.list_changed(kind)
-
-    async def _fetch(self, upstream: Upstream, kind: str) -> list[dict[str, Any]]:
-        method, key, _cap, _ = _KINDS[kind]
-        items: list[dict[str, Any]] = []
-        cursor: Any = None
-        for _ in range(MAX_PAGES):
-            result = await upstream.request(method, {"cursor": cursor} if cursor else {},
-                                            safe_to_retry=True)
-            page = result.get(key)
-            if not isinstance(page, list):
-                raise InternalError(f"{method} result has no {key!r} list")
-            items.extend(page)
-            cursor = result.get("nextCursor")
-            if not isinstance(cursor, str) or not cursor:
-                return items
-        logger.warning("upstream %s: %s has more than %d pages; the rest is ignored",
-                       upstream.name, method, MAX_PAGES)
-        return items
 
     def _schedule_refresh(self, upstream: Upstream, kinds: tuple[str, ...], *,
                           announced: bool) -> None:
@@ -363,3 +378,36 @@ class FanIn:
 def _quiet(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.debug("unsubscribe failed: %s", task.exception())
+
+
+async def fetch_all(upstream: Upstream, method: str, key: str) -> list[Any]:
+    """Every page of a list `method` (items under `key`) from `upstream`, up to MAX_PAGES."""
+    items: list[Any] = []
+    cursor: Any = None
+    for _ in range(MAX_PAGES):
+        result = await upstream.request(method, {"cursor": cursor} if cursor else {},
+                                        safe_to_retry=True)
+        page = result.get(key)
+        if not isinstance(page, list):
+            raise InternalError(f"{method} result has no {key!r} list")
+        items.extend(page)
+        cursor = result.get("nextCursor")
+        if not isinstance(cursor, str) or not cursor:
+            return items
+    logger.warning("upstream %s: %s has more than %d pages; the rest is ignored",
+                   upstream.name, method, MAX_PAGES)
+    return items
+
+
+async def _ask_session(connections: list[Any], method: str, params: dict[str, Any]
+                       ) -> dict[str, Any]:
+    """A task's question, to the (legacy) session that owns the task."""
+    for connection in connections:
+        if connection.lifecycle.state is not LifecycleState.OPERATING:
+            continue
+        if not client_can_answer(connection.lifecycle.client_capabilities, method, params):
+            raise MethodNotFound(f"the client does not support {method}",
+                                 data={"method": method})
+        return await connection.request_client(method, params)
+    raise InternalError(f"the session that owns this task is not connected to this replica "
+                        f"now, so its {method} cannot be asked")

@@ -7,7 +7,8 @@ the upstream session uses its own and progress is relayed back). Request ids are
 sessions' own on each hop, so none leaks from one hop to the other.
 
 Which era bridge a call needs is decided per call from the two eras (see `bridge`).
-Task ids are mapped to `<upstream>/<task id>` so task requests find their upstream.
+Task ids are mapped to opaque ids bound to their owner (see `tasks`), so a task request
+finds its upstream, and only the client that created a task reaches it.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from bastion.gateway.bridge import (
     run_round,
 )
 from bastion.gateway.errors import UpstreamFailed
+from bastion.gateway.fanin import fetch_all
+from bastion.gateway.tasks import map_task_error, map_task_result
 from bastion.guard.pipeline import Call
 from bastion.protocol import messages
-from bastion.protocol.errors import InvalidParams, MethodNotFound
+from bastion.protocol.errors import InvalidParams, MCPError
 from bastion.protocol.meta import (
     CLIENT_CAPABILITIES,
     CLIENT_INFO,
@@ -34,9 +37,10 @@ from bastion.protocol.meta import (
     PROTOCOL_VERSION,
 )
 from bastion.protocol.methods import TASKS_EXTENSION
-from bastion.protocol.results import COMPLETE, INPUT_REQUIRED, result_type
+from bastion.protocol.results import COMPLETE, INPUT_REQUIRED, TASK, result_type
 from bastion.protocol.sealed import request_binding
 from bastion.protocol.versions import Era
+from bastion.server.pagination import paginate
 from bastion.session.core import ProgressCallback
 
 if TYPE_CHECKING:
@@ -50,7 +54,6 @@ _HOP_META = frozenset({PROTOCOL_VERSION, CLIENT_CAPABILITIES, CLIENT_INFO, LOG_L
 #: What a client can be asked, of the capabilities a legacy client declares.
 _ANSWERABLE = ("sampling", "elicitation", "roots")
 GATEWAY_CLIENT_INFO = {"name": "bastion-gateway", "version": "0.1.0"}
-_TASK_METHODS_WITH_ID = ("tasks/get", "tasks/result", "tasks/cancel", "tasks/update")
 
 
 class Relay:
@@ -137,41 +140,54 @@ class Relay:
         return False
 
     async def task_request(self, call: Call) -> dict[str, Any]:
+        """tasks/get, tasks/result, tasks/cancel, tasks/update and tasks/list, for the
+        tasks the caller created (anyone else's id is an unknown one)."""
         await self.gateway.pipeline.check_request(call)
+        tasks = self.gateway.tasks
+        owner = tasks.owner_of(call)
         method = call.request.method
         if method == "tasks/list":
-            return await self._list_tasks(call)
+            return await self._list_tasks(call, owner)
         task_id = call.params.get("taskId")
-        if not isinstance(task_id, str) or "/" not in task_id:
-            raise InvalidParams(f"unknown task {task_id!r}", data={"taskId": task_id})
-        name, _, upstream_task = task_id.partition("/")
+        name, upstream_task = tasks.open(task_id, owner)
         upstream = self.gateway.pool.get(name)
-        if upstream is None:
-            raise InvalidParams(f"unknown task {task_id!r}", data={"taskId": task_id})
-        self._same_era(call, upstream)
+        if upstream is None:  # issued before the configuration lost that upstream
+            raise InvalidParams(f"task {task_id!r} belongs to upstream {name!r}, which is "
+                                "not configured on this gateway", data={"taskId": task_id})
+        self._same_era(call, upstream, task_id)
         params = self._upstream_params(call, upstream, {"taskId": upstream_task}, None)
-        result = await upstream.request(method, params, safe_to_retry=method == "tasks/get")
-        return _map_task_ids(result, name)
+        try:
+            result = await upstream.request(method, params,
+                                            safe_to_retry=method == "tasks/get")
+        except MCPError as exc:
+            map_task_error(exc, upstream_task, task_id)
+            raise
+        return map_task_result(result, upstream_task, task_id)
 
-    async def _list_tasks(self, call: Call) -> dict[str, Any]:
+    async def _list_tasks(self, call: Call, owner: bytes) -> dict[str, Any]:
+        """The caller's tasks on every upstream of its era that lists tasks (tasks created
+        through this replica: see `tasks`), one page at a time."""
         era = call.request.era
         upstreams = [u for u in self.gateway.pool if u.state == "up" and u.description
-                     and u.description.era is era]
-        found: list[dict[str, Any]] = []
-        results = await asyncio.gather(
-            *(u.request("tasks/list", self._upstream_params(call, u, {}, None),
-                        safe_to_retry=True) for u in upstreams),
-            return_exceptions=True)
-        for upstream, result in zip(upstreams, results, strict=True):
-            if isinstance(result, dict) and isinstance(result.get("tasks"), list):
-                found.extend(_map_task_ids(result, upstream.name)["tasks"])
-        return {"tasks": found}
+                     and u.description.era is era
+                     and isinstance(u.description.capabilities.get("tasks"), dict)
+                     and "list" in u.description.capabilities["tasks"]]
+        listed = await asyncio.gather(*(fetch_all(u, "tasks/list", "tasks") for u in upstreams),
+                                      return_exceptions=True)
+        mine: list[dict[str, Any]] = []
+        for upstream, found in zip(upstreams, listed, strict=True):
+            if isinstance(found, list):  # an upstream that fails to list shows none
+                mine.extend(self.gateway.tasks.listed(upstream.name, found, owner))
+        return paginate(mine, "tasks", call.params.get("cursor"), self.gateway.page_size)
 
-    def _same_era(self, call: Call, upstream: Upstream) -> None:
+    def _same_era(self, call: Call, upstream: Upstream, task_id: str) -> None:
         description = upstream.description
         if description is not None and description.era is not call.request.era:
-            raise MethodNotFound(f"{call.request.method} cannot cross eras: upstream "
-                                 f"{upstream.name!r} speaks {description.version}")
+            # For the client it is a task that does not exist: -32602, as the spec says.
+            raise InvalidParams(
+                f"task {task_id!r} is a task of upstream {upstream.name!r}, which speaks "
+                f"{description.version}: {call.request.method} cannot cross eras",
+                data={"taskId": task_id})
 
     # -- forwarding ----------------------------------------------------------------------------
 
@@ -241,8 +257,12 @@ class Relay:
             state = result.get("requestState")
             if state is not None:
                 result["requestState"] = self._sealer(call)({"upstream": state})
-        elif "task" in result:
-            _map_task_ids(result, entry.upstream)
+        elif kind == TASK or "task" in result:  # modern flat, or legacy {task}
+            try:
+                self.gateway.tasks.created(entry.upstream, result,
+                                           self.gateway.tasks.owner_of(call))
+            except ValueError as exc:
+                raise UpstreamFailed(entry.upstream, call.request.method, str(exc)) from None
         return result
 
     def _upstream_params(self, call: Call, upstream: Upstream, replace: dict[str, Any],
@@ -299,20 +319,3 @@ class Relay:
         binding = self._binding(call)
         sealer = self.gateway.sealer
         return lambda state: sealer.seal(state, binding)
-
-
-def _map_task_ids(result: dict[str, Any], upstream: str) -> dict[str, Any]:
-    """Rename the upstream's task ids in a result to `<upstream>/<id>` (in place)."""
-    if isinstance(result.get("taskId"), str):
-        result["taskId"] = f"{upstream}/{result['taskId']}"
-    task = result.get("task")
-    if isinstance(task, dict) and isinstance(task.get("taskId"), str):
-        result["task"] = {**task, "taskId": f"{upstream}/{task['taskId']}"}
-    tasks = result.get("tasks")
-    if isinstance(tasks, list):
-        result["tasks"] = [
-            {**t, "taskId": f"{upstream}/{t['taskId']}"}
-            if isinstance(t, dict) and isinstance(t.get("taskId"), str) else t
-            for t in tasks
-        ]
-    return result
