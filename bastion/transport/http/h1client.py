@@ -114,6 +114,7 @@ class _Connection(asyncio.Protocol):
         self.body: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.head_size = 0
+        self.head_fields = 0
         self._paused = False
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -131,7 +132,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(ProtocolError(f"invalid HTTP response: {exc}"))
         else:
-            if not self.headers_done and self.head_size > MAX_HEAD_SIZE:
+            # Counted from the bytes while the head is incomplete, and from the parsed
+            # fields once it is (a whole head can come in one read).
+            if self.head_size > MAX_HEAD_SIZE and (not self.headers_done or self.head_fields
+                                                    > MAX_HEAD_SIZE):
                 self._fail(ProtocolError(
                     f"the response headers exceed {MAX_HEAD_SIZE} bytes"))
         self._wake()
@@ -157,8 +161,10 @@ class _Connection(asyncio.Protocol):
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason.decode("latin-1")
+        self.head_fields += len(reason)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_fields += len(name) + len(value) + 4
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         previous = self.headers.get(key)
@@ -349,13 +355,17 @@ class _OriginPool:
 
     async def acquire(self, deadline: float | None) -> _Connection:
         now = time.monotonic()
-        while self._idle:
-            connection = self._idle.pop()
-            if not connection.closed and now - connection.idle_since < IDLE_TIMEOUT:
-                return connection
-            connection.close()
-        while self._open >= self.limit:
+        while True:
+            while self._idle:
+                connection = self._idle.pop()
+                if not connection.closed and now - connection.idle_since < IDLE_TIMEOUT:
+                    return connection
+                connection.close()
+            if self._open < self.limit:
+                break
+            # Woken when a connection comes back (idle, taken above) or goes away (room).
             await self._wait_for_room(deadline)
+            now = time.monotonic()
         self._open += 1
         try:
             return await self._connect(deadline)
@@ -420,7 +430,7 @@ class _OriginPool:
                 return
 
     def close(self) -> None:
-        """Close every connection; exchanges still running fail with ServerDisconnected."""
+        """Close every connection; exchanges still running fail with HTTPClientError."""
         for connection in list(self._connections):
             connection.close()
         self._idle.clear()
@@ -463,6 +473,9 @@ class HTTPClient:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
+        # On the raw URL: urlsplit silently drops CR, LF and TAB.
+        if any(ord(c) <= 0x20 or c == "\x7f" for c in url):
+            raise ValueError(f"the URL {url!r} contains whitespace or control characters")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         key = (parts.scheme, parts.hostname.lower(), port)
         pool = self._pools.get(key)
@@ -500,10 +513,10 @@ class HTTPClient:
         connection = await pool.acquire(deadline)
         try:
             connection.send(head + body if body else head)
-            while not connection.headers_done:
-                if connection.error is not None:
-                    raise connection.error
+            while not connection.headers_done and connection.error is None:
                 await connection.wait(read_timeout, deadline)
+            if connection.error is not None:  # a bad head, an upgrade, a lost connection
+                raise connection.error
         except BaseException:
             connection.close()
             pool.release(connection, False)
