@@ -22,7 +22,6 @@ those two are replica-local; tasks on a stdio upstream are replica-local anyway.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -38,6 +37,7 @@ import orjson
 
 from bastion.protocol.errors import InvalidParams, MCPError
 from bastion.protocol.meta import RELATED_TASK
+from bastion.protocol.tokens import token_bytes, token_text
 from bastion.protocol.versions import Era
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ class GatewayTasks:
         name, own = _encoded(upstream, upstream_id)
         body = bytes([_VERSION, len(name)]) + name
         raw = body + self._mac(name, own, owner) + own
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        return token_text(raw)
 
     def open(self, task_id: object, owner: bytes) -> tuple[str, str]:
         """(upstream, upstream's id) of an id issued to `owner`; InvalidParams otherwise,
@@ -280,10 +280,10 @@ def _decoded(task_id: str) -> bytes | None:
     if len(task_id) > MAX_TASK_ID_CHARS or not task_id.isascii():
         return None
     try:
-        raw = base64.urlsafe_b64decode(task_id + "=" * (-len(task_id) % 4))
+        raw = token_bytes(task_id)
     except (binascii.Error, ValueError):
         return None
     # The decoder skips characters outside the alphabet: one task, one spelling.
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != task_id:
+    if token_text(raw) != task_id:
         return None
     return raw

@@ -8,7 +8,6 @@ which is what the spec and the conformance suite expect for tampered state.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import time
@@ -19,6 +18,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bastion.protocol.errors import InvalidParams
+from bastion.protocol.tokens import token_bytes, token_text
 
 _VERSION = b"\x01"
 _NONCE_SIZE = 12
@@ -54,14 +54,14 @@ class StateSealer:
         payload = orjson.dumps({"exp": expires, "state": state})
         nonce = os.urandom(_NONCE_SIZE)
         sealed = self._aead.encrypt(nonce, payload, _VERSION + binding)
-        return base64.urlsafe_b64encode(_VERSION + nonce + sealed).rstrip(b"=").decode()
+        return token_text(_VERSION + nonce + sealed)
 
     def open(self, token: object, binding: bytes) -> Any:
         """The state inside `token`; InvalidParams if it is malformed, altered, foreign or old."""
         if not isinstance(token, str) or not token:
             raise InvalidParams("requestState must be a non-empty string")
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            raw = token_bytes(token)
         except (ValueError, TypeError):
             raise InvalidParams("requestState is not a state this server issued") from None
         if len(raw) < 1 + _NONCE_SIZE + 16 or raw[:1] != _VERSION:

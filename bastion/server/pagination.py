@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from bastion.protocol.errors import InvalidParams
+from bastion.protocol.tokens import token_bytes, token_text
 
 
 def encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+    return token_text(f"o:{offset}".encode())
 
 
 def decode_cursor(cursor: object) -> int:
@@ -18,7 +18,7 @@ def decode_cursor(cursor: object) -> int:
     if not isinstance(cursor, str):
         raise InvalidParams("cursor must be a string returned as nextCursor")
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        text = token_bytes(cursor).decode()
         prefix, offset = text.split(":", 1)
         value = int(offset)
     except (ValueError, UnicodeDecodeError):

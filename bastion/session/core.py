@@ -182,10 +182,13 @@ class Session:
     async def send(self, message: Message | dict[str, Any]) -> None:
         if self.closed:
             raise PeerClosed(self.close_reason or "session closed")
+        await self._write(self._encode(message))
+
+    def _encode(self, message: Message | dict[str, Any]) -> bytes:
         data = dumps(message)
         if len(data) > self.max_message_size:
             data = self._shrink(message, data)
-        await self._write(data)
+        return data
 
     async def _write(self, data: bytes, request: dict[str, Any] | None = None) -> None:
         try:
@@ -254,9 +257,7 @@ class Session:
         if params is not None:
             request["params"] = params
         try:
-            data = dumps(request)
-            if len(data) > self.max_message_size:
-                data = self._shrink(request, data)
+            data = self._encode(request)
             try:
                 # The timer covers sending too: a channel may carry the exchange in place.
                 async with asyncio.timeout_at(min(started + timeout, pending.cap_at)) as timer:

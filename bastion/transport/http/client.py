@@ -248,7 +248,7 @@ class StreamableHTTPChannel:
         if self.deliver_parsed is not None and self._inbox.empty():
             self.deliver_parsed(message, raw or b"")
         else:
-            self._inbox.put_nowait(raw if raw is not None else orjson.dumps(message))
+            self._deliver_frame(raw if raw is not None else orjson.dumps(message))
 
     def _deliver_error(self, request_id: RequestId, exc: HTTPTransportError) -> None:
         self.last_failure = exc

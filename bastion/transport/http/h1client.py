@@ -37,7 +37,6 @@ READ_HIGH_WATER = 1024 * 1024
 #: Idle keep-alive connections are dropped after this long (below common server keep-alives,
 #: uvicorn's 5 s among them, so a reused connection is rarely one the server is closing).
 IDLE_TIMEOUT = 4.0
-_FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00")
 #: RFC 9110 token characters: what a header name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
@@ -225,14 +224,12 @@ class _Connection(asyncio.Protocol):
         """Until more has arrived (or failed); bounded by the read timeout and the deadline."""
         loop = asyncio.get_running_loop()
         limit = read_timeout
-        expired: HTTPClientError = ReadTimeout(
-            f"the server sent nothing for {read_timeout:g} s (read timeout)"
-            if read_timeout is not None else "timed out")
+        total = False  # which bound the timer stands for (the error is made only if it fires)
         if deadline is not None:
             left = deadline - loop.time()
             if limit is None or left < limit:
                 limit = max(left, 0.0)
-                expired = TotalTimeout("the exchange did not complete in time")
+                total = True
         waiter = self._waiter = loop.create_future()
         timer = loop.call_later(limit, _expire, waiter) if limit is not None else None
         try:
@@ -243,7 +240,9 @@ class _Connection(asyncio.Protocol):
                 timer.cancel()
         if waiter.result() is _EXPIRED:
             self.close()
-            raise expired
+            if total:
+                raise TotalTimeout("the exchange did not complete in time")
+            raise ReadTimeout(f"the server sent nothing for {read_timeout:g} s (read timeout)")
 
 
 _EXPIRED: Any = object()
@@ -344,9 +343,9 @@ class _OriginPool:
         self.ssl = ssl
         self.limit = limit
         self.connect_timeout = connect_timeout
-        self.host_header = host if port == {"http": 80, "https": 443}[scheme] else f"{host}:{port}"
-        if ":" in host:  # an IPv6 literal
-            self.host_header = f"[{host}]" if port in (80, 443) else f"[{host}]:{port}"
+        name = f"[{host}]" if ":" in host else host  # an IPv6 literal is bracketed
+        default_port = 443 if scheme == "https" else 80
+        self.host_header = name if port == default_port else f"{name}:{port}"
         self._idle: list[_Connection] = []
         #: Every connection made and not yet lost (idle or carrying an exchange).
         self._connections: set[_Connection] = set()
@@ -485,7 +484,6 @@ class HTTPClient:
                 self._tls() if parts.scheme == "https" else None, self.limit,
                 self.connect_timeout)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        _check_header_text(target, "the request target")
         if len(self._targets) < 256:  # a client talks to a few URLs; do not grow unbounded
             self._targets[url] = (pool, target)
         return pool, target
@@ -502,7 +500,8 @@ class HTTPClient:
             if not _TOKEN.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid HTTP header name")
             if "\r" in value or "\n" in value or "\x00" in value:
-                _check_header_text(value, f"the {name} header")
+                raise ValueError(f"the {name} header contains CR, LF or NUL, which HTTP "
+                                 "headers cannot carry")
             lines.append(f"{name}: {value}\r\n")
         if body is not None:
             lines.append(f"Content-Length: {len(body)}\r\n")
@@ -529,12 +528,6 @@ class HTTPClient:
             pool.close()
         self._pools.clear()
         self._targets.clear()
-
-
-def _check_header_text(text: str, what: str) -> None:
-    for bad in _FORBIDDEN_IN_HEADERS:
-        if bad in text:
-            raise ValueError(f"{what} contains {bad!r}, which HTTP headers cannot carry")
 
 
 __all__ = [

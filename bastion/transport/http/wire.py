@@ -115,15 +115,15 @@ class _Failures:
             return
         what, url = self.what, self.display_url
         if isinstance(exc, ServerDisconnected):
-            raise HTTPTransportError(f"{what}: the server closed the connection", url=url)
+            raise HTTPTransportError(f"{what}: the server closed the connection", url=url) from None
         if isinstance(exc, IncompleteBody):
-            raise HTTPTransportError(f"{what}: the response body was cut off", url=url)
+            raise HTTPTransportError(f"{what}: the response body was cut off", url=url) from None
         if isinstance(exc, HTTPClientError):  # connect and read failures say what they were
-            raise HTTPTransportError(f"{what}: {exc}", url=url)
+            raise HTTPTransportError(f"{what}: {exc}", url=url) from None
         if isinstance(exc, TimeoutError):
-            raise HTTPTransportError(f"{what}: timed out", url=url)
+            raise HTTPTransportError(f"{what}: timed out", url=url) from None
         if isinstance(exc, SSEError):
-            raise HTTPTransportError(f"{what}: invalid SSE stream: {exc}", url=url)
+            raise HTTPTransportError(f"{what}: invalid SSE stream: {exc}", url=url) from None
 
 
 class HTTPWire:
