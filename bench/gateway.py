@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import importlib.util
 import json
 import os
@@ -73,6 +74,7 @@ from http_server import (  # noqa: E402
     ROOT,
     Child,
     ServerSpec,
+    attempt_leg,
     cpu_times,
     kill_group,
     load_average,
@@ -82,6 +84,7 @@ from http_server import (  # noqa: E402
     source_fingerprint,
     start_server,
     versions,
+    write_json,
 )
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -428,17 +431,14 @@ def run_all(args: argparse.Namespace, console: Console, legs: list[Leg],
                 for leg in legs:
                     console.print(f"round {round_index + 1}: {CASES[leg.case][0]}, {leg.era}, "
                                   f"concurrency {leg.concurrency}", highlight=False)
-                    try:
-                        run = run_leg(targets[leg.case], leg.era, leg.concurrency, args,
-                                      sampler if round_index == 0 else GatewaySampler(None))
-                    except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
-                        failures.append(f"{leg.case} {leg.era} c{leg.concurrency}: {exc}")
-                        console.print(f"[red]failed: {exc}[/]")
-                        continue
-                    if run["errors"]:
-                        failures.append(f"{leg.case} {leg.era} c{leg.concurrency}: "
-                                        f"{run['errors']} errors, e.g. {run['error_samples']}")
-                    leg.runs.append(run)
+                    run = attempt_leg(
+                        f"{leg.case} {leg.era} c{leg.concurrency}",
+                        functools.partial(
+                            run_leg, targets[leg.case], leg.era, leg.concurrency, args,
+                            sampler if round_index == 0 else GatewaySampler(None)),
+                        console, failures)
+                    if run is not None:
+                        leg.runs.append(run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -496,11 +496,7 @@ def main(argv: list[str] | None = None) -> int:
                       "runs": leg.runs} for leg in legs],
             "verdicts": verdicts(legs), "failures": failures,
         }
-        text = json.dumps(document, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+        write_json(document, args.json)
     return 1 if failures else 0
 
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import json
 import os
 import platform
@@ -58,7 +59,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -543,19 +544,38 @@ def run_all(args: argparse.Namespace, console: Console, specs: dict[str, ServerS
                 child = children[result.leg.server]
                 console.print(f"round {round_index + 1}: {child.spec.label}, {result.leg.leg}, "
                               f"concurrency {result.concurrency}", highlight=False)
-                try:
-                    run = run_leg(child, result.leg, result.concurrency, args.calls,
-                                  args.warmup, profiler if round_index == 0 else
-                                  Profiler(None, None), args.client_loop)
-                except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
-                    failures.append(f"{child.spec.key} {result.leg.leg} "
-                                    f"c{result.concurrency}: {exc}")
-                    console.print(f"[red]failed: {exc}[/]")
-                    continue
-                if run["errors"]:
-                    failures.append(f"{child.spec.key} {result.leg.leg} c{result.concurrency}"
-                                    f": {run['errors']} errors, e.g. {run['error_samples']}")
-                result.runs.append(run)
+                run = attempt_leg(
+                    f"{child.spec.key} {result.leg.leg} c{result.concurrency}",
+                    functools.partial(run_leg, child, result.leg, result.concurrency,
+                                      args.calls, args.warmup, profiler if round_index == 0
+                                      else Profiler(None, None), args.client_loop),
+                    console, failures)
+                if run is not None:
+                    result.runs.append(run)
+
+
+def attempt_leg(label: str, run: Callable[[], dict[str, Any]], console: Console,
+                failures: list[str]) -> dict[str, Any] | None:
+    """Run one leg; a leg that fails, or whose calls failed, is noted in `failures`
+    (a failed leg gives None, so the others still run)."""
+    try:
+        result = run()
+    except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
+        failures.append(f"{label}: {exc}")
+        console.print(f"[red]failed: {exc}[/]")
+        return None
+    if result["errors"]:
+        failures.append(f"{label}: {result['errors']} errors, e.g. {result['error_samples']}")
+    return result
+
+
+def write_json(document: dict[str, Any], target: str) -> None:
+    """The run's figures as JSON, to a file or (`-`) to standard output."""
+    text = json.dumps(document, indent=2)
+    if target == "-":
+        print(text)
+    else:
+        Path(target).write_text(text + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -618,11 +638,7 @@ def main(argv: list[str] | None = None) -> int:
                       "concurrency": r.concurrency, "runs": r.runs} for r in results],
             "failures": failures,
         }
-        text = json.dumps(document, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+        write_json(document, args.json)
     return 1 if failures else 0
 
 
