@@ -21,6 +21,9 @@ from rich.text import Text
 
 from bastion import __version__
 from bastion.client import Client, ClientHandlers, connect_http, connect_stdio
+from bastion.commands.dev_token import register as register_dev_token
+from bastion.commands.keys import register as register_keys
+from bastion.commands.policy import register as register_policy
 from bastion.config import BastionConfig, ConfigError, load_config, resolve_state_dir
 from bastion.protocol.errors import MCPError, ProtocolError
 from bastion.session.errors import SessionError
@@ -281,6 +284,11 @@ def _print_upstreams(config: BastionConfig) -> None:
             Text(", ".join(names)), Text(repr(upstream.effective_prefix)),
             f"{upstream.timeout:g}s", "yes" if upstream.enabled else "no", upstream.protocol)
     console.print(table)
+
+
+register_policy(app)
+register_keys(app)
+register_dev_token(app)
 
 
 def main() -> None:

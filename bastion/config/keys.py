@@ -108,6 +108,24 @@ def _read_key_file(file: Path) -> bytes | None:
     return bytes.fromhex(text.decode("ascii"))
 
 
+def create_secret_file(file: Path, content: bytes) -> None:
+    """Write a new file readable by its owner only (0600), whole or not at all.
+
+    `FileExistsError` if `file` exists: link() refuses to replace a file, so a process
+    that lost a race to create it reads the winner's secret instead of overwriting it.
+    Other failures are `OSError`."""
+    fd, temporary = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.")  # 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temporary, file)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
 def _create_key_file(file: Path) -> bytes:
     directory = file.parent
     try:
@@ -123,18 +141,7 @@ def _create_key_file(file: Path) -> bytes:
                           "another state_dir")
     key = os.urandom(SESSION_KEY_BYTES)
     try:
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{SESSION_KEY_FILE}.")  # 0600
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(key.hex() + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            # link() fails if the file exists, so a process that lost the race to create
-            # it reads the winner's key instead of replacing it.
-            os.link(temporary, file)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+        create_secret_file(file, (key.hex() + "\n").encode())
     except FileExistsError:
         existing = _read_key_file(file)
         if existing is None:

@@ -60,6 +60,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
         problems = [_problem(error, root) for error in exc.errors(include_url=False)]
         raise ConfigError(path, problems=problems) from None
     config._source = path.absolute()
+    config.anchor_paths()
     return config
 
 

@@ -21,12 +21,15 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
+from bastion.config.auth import AuthConfig
 from bastion.config.keys import decode_session_key
+from bastion.config.policy import PolicyConfig
 
 #: Upstream names become tool-name prefixes and log labels: keep them plain.
 UPSTREAM_NAME_RULE = ("use letters, digits, '_', '.' or '-' (at most 64 characters, starting "
@@ -43,6 +46,39 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+#: Header names a credential may go in: a token, as HTTP says.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+
+
+class UpstreamAuth(_Model):
+    """The gateway's own credential for an HTTP upstream: a static secret, from the
+    environment (`bearer: ${SIEM_TOKEN}`) or a file (`bearer_file: /run/secrets/siem`, read
+    at each connection, so a rotated secret is picked up). Never the client's token: that is
+    never forwarded (SPEC-TP-02)."""
+
+    bearer: SecretStr | None = None
+    bearer_file: Path | None = None
+    #: The header it goes in, and the scheme before it (`""` for the bare value, as an
+    #: `X-Api-Key` header wants).
+    header: str = "Authorization"
+    scheme: str = "Bearer"
+
+    @field_validator("header")
+    @classmethod
+    def _token_header(cls, value: str) -> str:
+        if not _HEADER_NAME.match(value):
+            raise ValueError("header must be an HTTP header name (letters, digits, '-')")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> UpstreamAuth:
+        if (self.bearer is None) == (self.bearer_file is None):
+            raise ValueError("give `bearer` (e.g. ${TOKEN}) or `bearer_file`, exactly one")
+        if self.bearer is not None and not self.bearer.get_secret_value().strip():
+            raise ValueError("`bearer` is empty (is its environment variable set?)")
+        return self
+
+
 class UpstreamConfig(_Model):
     """One MCP server behind the gateway: a stdio command or a Streamable HTTP URL."""
 
@@ -57,6 +93,11 @@ class UpstreamConfig(_Model):
     cwd: str | None = Field(default=None, min_length=1)
     url: str | None = Field(default=None, min_length=1)
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    #: The gateway's credential for an HTTP upstream (see `UpstreamAuth`).
+    auth: UpstreamAuth | None = None
+    #: Environment variables of a stdio upstream read from files (`{VAR: path}`), so a
+    #: secret need not sit in the configuration or the gateway's own environment.
+    env_files: dict[str, Path] = Field(default_factory=dict)
     #: `None` means `<name>__`; `""` leaves the upstream's names unchanged.
     prefix: str | None = None
     #: Seconds one call may take (progress notifications restart the clock).
@@ -89,6 +130,11 @@ class UpstreamConfig(_Model):
             if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"url must be http:// or https:// with a host name "
                                  f"(got scheme {parts.scheme!r})")
+        if self.auth is not None and self.command is not None:
+            raise ValueError("`auth` is for HTTP upstreams; give a stdio server its secret "
+                             "with `env` or `env_files`")
+        if self.env_files and self.url is not None:
+            raise ValueError("`env_files` is for stdio upstreams; use `auth` for an HTTP one")
         if self.type is not None and (self.type == "stdio") != (self.command is not None):
             raise ValueError(f"type {self.type!r} does not match the entry's "
                              f"{'command' if self.command else 'url'}")
@@ -158,7 +204,7 @@ class ServerConfig(_Model):
 class GuardConfig(_Model):
     """The guard pipeline: stage names, in the order they run."""
 
-    stages: list[str] = Field(default_factory=lambda: ["header_body"])
+    stages: list[str] = Field(default_factory=lambda: ["header_body", "policy"])
 
 
 class BastionConfig(_Model):
@@ -174,6 +220,10 @@ class BastionConfig(_Model):
     #: absent, one is generated at first start and kept in the state directory.
     session_key: str | None = Field(default=None, repr=False)
     guard: GuardConfig = Field(default_factory=GuardConfig)
+    #: Who is calling: inbound authentication (OAuth 2.1 resource server, API keys).
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    #: Who may use what (default deny once authentication is on).
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
     #: The file this configuration was loaded from (None when built in code).
     _source: Path | None = PrivateAttr(default=None)
@@ -190,6 +240,17 @@ class BastionConfig(_Model):
         for name, upstream in self.mcp_servers.items():
             upstream.name = name
         return self
+
+    def anchor_paths(self) -> None:
+        """Make the secret-file paths of the upstreams absolute, relative to this file."""
+        base = self.base_dir
+        if base is None:
+            return
+        for upstream in self.mcp_servers.values():
+            if upstream.auth is not None and upstream.auth.bearer_file is not None:
+                upstream.auth.bearer_file = base / upstream.auth.bearer_file.expanduser()
+            upstream.env_files = {name: base / file.expanduser()
+                                  for name, file in upstream.env_files.items()}
 
     @property
     def upstreams(self) -> list[UpstreamConfig]:

@@ -31,6 +31,7 @@ from bastion.protocol.jsonrpc import Notification
 from bastion.protocol.messages import initialize_result
 from bastion.protocol.meta import SERVER_INFO
 from bastion.protocol.methods import CACHEABLE_METHODS, MODERN_TASK_REQUESTS, TASKS_EXTENSION
+from bastion.protocol.principal import ANONYMOUS, Principal
 from bastion.protocol.results import COMPLETE
 from bastion.protocol.sealed import StateSealer
 from bastion.protocol.versions import LEGACY_VERSIONS, MODERN_VERSIONS, Era, at_least
@@ -56,8 +57,12 @@ _LISTS = {
 class Gateway:
     """The gateway application (see the module doc)."""
 
-    def __init__(self, config: BastionConfig, *, key: bytes | None = None) -> None:
+    def __init__(self, config: BastionConfig, *, key: bytes | None = None,
+                 default_principal: Principal = ANONYMOUS) -> None:
         self.config = config
+        #: Who a request is from when its transport authenticated nobody (stdio: the local
+        #: user; an HTTP listener without authentication: anonymous).
+        self.default_principal = default_principal
         self.info: dict[str, Any] = {"name": "bastion", "title": "Bastion MCP gateway",
                                      "version": __version__}
         self.modern_versions: tuple[str, ...] = MODERN_VERSIONS
@@ -182,7 +187,7 @@ class Gateway:
         logger.debug("client notification %s", notification.method)
 
     async def handle(self, request: ServerRequest) -> dict[str, Any]:
-        call = Call(request, request.headers)
+        call = Call(request, request.headers, request.principal or self.default_principal)
         method = request.method
         listed = _LISTS.get(method)
         if listed is not None:

@@ -7,21 +7,28 @@ ladder, and the process exits 0.
 
 With no authentication configured the gateway listens only on loopback (or stdio): anyone
 who can reach the port could otherwise use every upstream with the gateway's credentials.
+The development issuer (`auth: {mode: dev}`) is for one machine too. With `auth`, every HTTP
+request is authenticated (`bastion.guard.identity`) before anything else, the RFC 9728
+metadata is served beside the endpoint, and the resource URL tokens must be minted for is
+`auth.resource`, or the listener's own URL. A stdio client is the local user.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bastion.config import BastionConfig, load_session_key
+from bastion.config import BastionConfig, load_session_key, resolve_state_dir
+from bastion.config.auth import is_loopback_host, listener_resource_url
 from bastion.gateway.app import Gateway
+from bastion.gateway.web import metadata_route, web_app
+from bastion.guard.identity import Authenticator, build_authenticator
+from bastion.protocol.principal import ANONYMOUS, local_principal
 from bastion.transport.http.server import LOOPBACK_HOSTS, uvicorn_server
 from bastion.transport.http.session_ids import SealedSessionIds
 
@@ -34,12 +41,14 @@ logger = logging.getLogger("bastion.gateway.serve")
 class UnsafeListener(Exception):
     """The listener would expose an unauthenticated gateway beyond this machine."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, auth_mode: str = "none") -> None:
         self.host = host
+        why = ("with the development issuer (auth.mode dev is for one machine)"
+               if auth_mode == "dev" else "without authentication")
         super().__init__(
-            f"refusing to listen on {host!r} without authentication: anyone who can reach "
-            "it could use every upstream. Listen on 127.0.0.1 (or use --stdio), or configure "
-            "authentication first.")
+            f"refusing to listen on {host!r} {why}: anyone who can reach it could use every "
+            "upstream. Listen on 127.0.0.1 (or use --stdio), or configure `auth: {mode: jwt}` "
+            "with your identity provider first.")
 
 
 class ListenError(Exception):
@@ -70,21 +79,11 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def is_loopback(host: str) -> bool:
-    """Whether `host` (a name or an address) is this machine only."""
-    name = host.strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def check_listener(host: str, *, authenticated: bool) -> None:
-    """Raise `UnsafeListener` for a non-loopback listener without authentication."""
-    if not authenticated and not is_loopback(host):
-        raise UnsafeListener(host)
+def check_listener(host: str, *, auth_mode: str) -> None:
+    """Raise `UnsafeListener` for a non-loopback listener without real authentication
+    (none, or the development issuer)."""
+    if auth_mode != "jwt" and not is_loopback_host(host):
+        raise UnsafeListener(host, auth_mode)
 
 
 @dataclass(slots=True)
@@ -100,12 +99,17 @@ async def serve(config: BastionConfig, listener: Listener, *,
                 ready: asyncio.Event | None = None) -> None:
     """Run the gateway until SIGTERM/SIGINT (or, on stdio, until the client leaves)."""
     sock = None
+    authenticator: Authenticator | None = None
     if not listener.stdio:
         host = listener.host or config.server.host
-        check_listener(host, authenticated=False)
+        check_listener(host, auth_mode=config.auth.mode)
         sock = bind_socket(host, config.server.port if listener.port is None else listener.port)
+        authenticator = listener_authenticator(config, *sock.getsockname()[:2])
     key = load_session_key(config)
-    gateway = Gateway(config, key=key)
+    gateway = Gateway(config, key=key, default_principal=local_principal(
+        frozenset(config.auth.local_roles)) if listener.stdio else ANONYMOUS)
+    if authenticator is not None:
+        await authenticator.start()
     await gateway.start()
     for upstream in gateway.pool:
         if upstream.state != "up":
@@ -115,17 +119,31 @@ async def serve(config: BastionConfig, listener: Listener, *,
         if sock is None:
             await _serve_stdio(gateway, config.server.drain_timeout, ready)
         else:
-            await _serve_http(gateway, config, sock, key, ready)
+            await _serve_http(gateway, config, sock, key, authenticator, ready)
     finally:
         if sock is not None:
             sock.close()
         await gateway.aclose()
+        if authenticator is not None:
+            await authenticator.aclose()
+
+
+def listener_authenticator(config: BastionConfig, host: str, port: int) -> Authenticator | None:
+    """The authenticator of an HTTP listener on host:port (None without `auth`)."""
+    default = listener_resource_url(host, port, config.server.path)
+    return build_authenticator(config.auth, resource_url=config.auth.resource_url(default),
+                               state_dir=resolve_state_dir(config))
 
 
 def http_server(gateway: Gateway, config: BastionConfig, host: str, port: int,
-                key: bytes) -> uvicorn.Server:
-    """The uvicorn server for the gateway's endpoint (`await .serve()` runs it)."""
+                key: bytes, authenticator: Authenticator | None = None) -> uvicorn.Server:
+    """The uvicorn server for the gateway's endpoint (`await .serve()` runs it); with an
+    authenticator, every request is authenticated and the resource metadata is served."""
     settings = config.server
+    routes = []
+    if authenticator is not None:
+        routes += metadata_route(authenticator.metadata_paths(),
+                                 authenticator.protected_resource_metadata())
     return uvicorn_server(
         gateway, host, port, path=settings.path,
         allowed_hosts=settings.allowed_hosts or [*LOOPBACK_HOSTS],
@@ -135,13 +153,15 @@ def http_server(gateway: Gateway, config: BastionConfig, host: str, port: int,
         else None,
         session_ids=SealedSessionIds({"k1": key}, "k1"),
         graceful_timeout=settings.drain_timeout, reraise_signals=False,
+        authenticator=authenticator, fallback=web_app(routes) if routes else None,
     )
 
 
 async def _serve_http(gateway: Gateway, config: BastionConfig, sock: socket.socket,
-                      key: bytes, ready: asyncio.Event | None) -> None:
+                      key: bytes, authenticator: Authenticator | None,
+                      ready: asyncio.Event | None) -> None:
     host, port = sock.getsockname()[:2]
-    server = http_server(gateway, config, host, port, key)
+    server = http_server(gateway, config, host, port, key, authenticator)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Literal
 
 from bastion.config import UpstreamConfig
+from bastion.gateway.credentials import upstream_env, upstream_headers
 from bastion.gateway.errors import UpstreamFailed, UpstreamTimeout, UpstreamUnavailable
 from bastion.gateway.resilience import Backoff, CircuitBreaker
 from bastion.protocol.errors import MCPError
@@ -317,14 +318,15 @@ class Upstream:
         if config.transport == "stdio":
             assert config.command is not None
             process = await StdioProcess.start(
-                [config.command, *config.args], env=config.env, cwd=config.cwd, name=self.name)
+                [config.command, *config.args], env=upstream_env(config), cwd=config.cwd,
+                name=self.name)
             self._process = process
             channel: Channel = process.channel
             describe_close = process.describe_exit
         else:
             assert config.url is not None
             channel = StreamableHTTPChannel(
-                config.url, headers=config.headers,
+                config.url, headers=upstream_headers(config),
                 timeouts=HTTPTimeouts(connect=config.connect_timeout,
                                       read=config.timeout + _HTTP_READ_MARGIN),
             )

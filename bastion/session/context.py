@@ -26,6 +26,9 @@ class IncomingRequest:
     method: str
     params: dict[str, Any]
     progress_token: str | int | None = None
+    #: Who sent it (a `bastion.protocol.principal.Principal`), when the transport
+    #: authenticated the request; None on stdio and unauthenticated endpoints.
+    principal: Any = None
     _last_progress: float | None = field(default=None, repr=False)
 
     async def notify(self, notification: Notification) -> None:

@@ -69,6 +69,11 @@ class ServerRequest:
     def id(self) -> RequestId:
         return self.incoming.id
 
+    @property
+    def principal(self) -> Any:
+        """The authenticated principal behind the request (None when nobody checked)."""
+        return self.incoming.principal
+
     async def log(self, level: str, data: Any, logger_name: str | None = None) -> None:
         """Send `notifications/message` if the client asked for this level."""
         if log_level_allows(self.log_level, level):

@@ -4,7 +4,6 @@ upstream processes (the conformance fixture, PyPI MCP servers, small fault peers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +16,7 @@ import pytest
 from bastion.config import BastionConfig
 from bastion.gateway.app import Gateway
 from bastion.gateway.serve import http_server
+from tests.live_server import start_uvicorn, stop_uvicorn
 
 PEERS = Path(__file__).parent / "peers"
 EVERYTHING = [sys.executable, "-m", "bastion.testing.everything"]
@@ -48,20 +48,11 @@ async def gateway_http() -> AsyncIterator[Callable[..., Awaitable[LiveGateway]]]
         gateway = Gateway(config, key=key)
         await gateway.start()
         server = http_server(gateway, config, "127.0.0.1", 0, key)
-        task = asyncio.create_task(server.serve())
+        task, port = await start_uvicorn(server)
         running.append((gateway, server, task))
-        for _ in range(500):
-            if server.started:
-                break
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
         return LiveGateway(gateway, f"http://127.0.0.1:{port}{config.server.path}", port)
 
     yield start
     for gateway, server, task in running:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-            await asyncio.wait_for(task, 10)
+        await stop_uvicorn(server, task)
         await gateway.aclose()

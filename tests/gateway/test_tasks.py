@@ -38,6 +38,7 @@ from bastion.protocol.errors import INVALID_PARAMS, METHOD_NOT_FOUND, MCPError
 from bastion.protocol.jsonrpc import Notification
 from bastion.protocol.meta import RELATED_TASK
 from bastion.protocol.methods import TASKS_EXTENSION
+from bastion.protocol.principal import ANONYMOUS
 from bastion.protocol.versions import Era
 from bastion.server.tasks import CANCELLED, COMPLETED, FAILED, WORKING
 from bastion.session.client_side import ClientConnection
@@ -123,8 +124,8 @@ def session_of(live: LiveGateway, client: Client) -> Any:
 def owner_of(live: LiveGateway, client: Client) -> bytes:
     """The owner the gateway binds this client's tasks to (anonymous principal)."""
     if client.protocol_version == MODERN:
-        return live.gateway.tasks.owner(Era.MODERN, None)
-    return live.gateway.tasks.owner(Era.LEGACY, None, session_of(live, client))
+        return live.gateway.tasks.owner(Era.MODERN, ANONYMOUS.binding)
+    return live.gateway.tasks.owner(Era.LEGACY, ANONYMOUS.binding, session_of(live, client))
 
 
 def upstream_id(live: LiveGateway, client: Client, task_id: str, upstream: str) -> str:

@@ -21,6 +21,7 @@ import pytest
 from bastion.server import Context, Server
 from bastion.testing.everything import build_server
 from bastion.transport.http import McpHttpEndpoint, uvicorn_server
+from tests.live_server import start_uvicorn
 from tests.schema_check import validate_def, validate_message
 from tests.wire_check import MESSAGE_TYPES, RESULT_TYPES
 
@@ -91,15 +92,8 @@ async def serve() -> AsyncIterator[Callable[..., Awaitable[Live]]]:
         gates = Gates()
         add_test_tools(server, gates)
         uv = uvicorn_server(server, "127.0.0.1", 0, **options)
-        task = asyncio.create_task(uv.serve())
+        task, port = await start_uvicorn(uv)
         running.append((uv, task))
-        for _ in range(500):
-            if uv.started:
-                break
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        port = uv.servers[0].sockets[0].getsockname()[1]
         endpoint = uv.config.app
         assert isinstance(endpoint, McpHttpEndpoint)
         return Live(f"http://127.0.0.1:{port}/mcp", port, server, endpoint, gates, uv, task)

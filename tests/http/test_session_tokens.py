@@ -17,6 +17,7 @@ from mcp import Client
 
 from bastion.protocol.errors import InvalidParams, InvalidRequest
 from bastion.protocol.lifecycle import LegacyServerLifecycle, LifecycleState
+from bastion.protocol.principal import ANONYMOUS, Principal
 from bastion.protocol.sealed import StateSealer, binding_for
 from bastion.transport.http.legacy_sessions import LegacySession
 from bastion.transport.http.session_ids import (
@@ -34,8 +35,15 @@ OLD, NEW = b"o" * 32, b"n" * 32
 CAPS = {"sampling": {}, "roots": {"listChanged": True}}
 
 
-def principal_header(headers: dict[str, str]) -> str | None:
-    return headers.get("x-test-principal")
+class HeaderAuthenticator:
+    """Takes the principal from `x-test-principal` (empty or absent: anonymous)."""
+
+    async def authenticate(self, headers, query_string):
+        name = headers.get("x-test-principal")
+        return Principal(subject=name, issuer="test", method="jwt") if name else ANONYMOUS
+
+    def check_access(self, principal, method, params):
+        return None
 
 
 @pytest.fixture
@@ -49,7 +57,7 @@ async def replica(serve, keys: dict[str, bytes], current: str, *, ttl: float = 3
     """A replica whose app sets `extra` on each session it opens (as a gateway would) and
     records the sessions in `opened`."""
     live = await serve(session_ids=SealedSessionIds(keys, current, ttl=ttl),
-                       principal_of=principal_header, **options)
+                       authenticator=HeaderAuthenticator(), **options)
     announce = live.server.connection_opened
 
     def connection_opened(connection):
@@ -206,7 +214,8 @@ async def test_a_session_continues_on_another_replica(serve, http):
     assert held.lifecycle.protocol_version == "2025-06-18"
     assert held.lifecycle.client_capabilities == CAPS
     assert held.lifecycle.client_info == {"name": "t", "version": "1"}
-    assert held.extra == extra and held.principal == "alice"
+    alice_binding = Principal(subject="alice", issuer="test", method="jwt").binding
+    assert held.extra == extra and held.principal == alice_binding
     # Once resumed it is an ordinary session of B: notifications and more requests work.
     notified = await mcp.post({"jsonrpc": "2.0", "method": "notifications/initialized"},
                               principal)

@@ -7,8 +7,8 @@ A session starts with a plain `initialize` POST and is named by the `MCP-Session
 server issues once initialize succeeded, by a `SessionIds` strategy (`session_ids`): random
 (the default: the session lives here only), or a sealed token any replica holding the key
 can resume: a request naming an id not held here rebuilds the session from it, operating at
-once. Every request naming a session must come from the principal it is bound to
-(`principal_of` reads it from the headers), or it is answered like an unknown session (404).
+once. Every request naming a session must come from the principal it is bound to (the
+endpoint authenticated it), or it is answered like an unknown session (404).
 
 A session holds what a stdio connection would: the legacy lifecycle, the client's log level
 and resource subscriptions, its requests in flight (so `notifications/cancelled` and DELETE
@@ -53,10 +53,10 @@ from bastion.protocol.jsonrpc import (
 )
 from bastion.protocol.lifecycle import LegacyServerLifecycle
 from bastion.protocol.meta import progress_token
+from bastion.protocol.principal import Principal
 from bastion.session.context import IncomingRequest
 from bastion.session.errors import PeerClosed, RequestTimeout
 from bastion.transport.http.session_ids import (
-    PrincipalOf,
     RandomSessionIds,
     SessionIdError,
     SessionIds,
@@ -419,12 +419,10 @@ class LegacyEndpoint:
     """Legacy traffic on the endpoint, once the gate let it in and the era is known."""
 
     def __init__(self, app: ServerApp, router: EraRouter, sessions: SessionRegistry, *,
-                 keepalive: float, retry_ms: int, principal_of: PrincipalOf | None = None
-                 ) -> None:
+                 keepalive: float, retry_ms: int) -> None:
         self.app = app
         self.router = router
         self.sessions = sessions
-        self.principal_of = principal_of
         self.keepalive = keepalive
         self.retry_ms = retry_ms
         self._versions = frozenset(app.legacy_versions)
@@ -439,7 +437,7 @@ class LegacyEndpoint:
             f"unsupported MCP-Protocol-Version {version.strip()[:40]!r}",
             data={"supported": sorted(self._versions), "requested": version[:40]})
 
-    async def _session(self, headers: dict[str, str], send: Send,
+    async def _session(self, headers: dict[str, str], principal: Principal | None, send: Send,
                        request_id: RequestId | None) -> LegacySession | None:
         """The session the request names, or None after answering 400 (none) or 404."""
         session_id = headers.get(SESSION_HEADER)
@@ -449,16 +447,16 @@ class LegacyEndpoint:
                 request_id=request_id)
             return None
         session_id = session_id.strip()
-        principal = self._principal(headers)
+        binding = _binding(principal)
         session = self.sessions.get(session_id)
         if session is None:
             try:
-                session = self.sessions.restore(session_id, principal)
+                session = self.sessions.restore(session_id, binding)
             except SessionLimitReached:
                 await send_error(send, 503, InternalError(
                     "too many sessions on this server; try again later"), request_id=request_id)
                 return None
-        elif not self.sessions.ids.binding_matches(session, principal):
+        elif not self.sessions.ids.binding_matches(session, binding):
             log_refused(session_id)
             session = None  # answered as unknown: nobody learns that the session exists
         if session is None:
@@ -466,13 +464,10 @@ class LegacyEndpoint:
                 "unknown or ended session: initialize a new one"), request_id=request_id)
         return session
 
-    def _principal(self, headers: dict[str, str]) -> str | None:
-        return self.principal_of(headers) if self.principal_of is not None else None
-
     # -- POST -----------------------------------------------------------------------------
 
-    async def post(self, message: Message, headers: dict[str, str], receive: Receive,
-                   send: Send, json_ok: bool, sse_ok: bool) -> None:
+    async def post(self, message: Message, headers: dict[str, str], principal: Principal | None,
+                   receive: Receive, send: Send, json_ok: bool, sse_ok: bool) -> None:
         request_id = getattr(message, "id", None)
         problem = self.version_problem(headers)
         if problem is not None:
@@ -480,9 +475,9 @@ class LegacyEndpoint:
             return
         if (isinstance(message, Request) and message.method == "initialize"
                 and not headers.get(SESSION_HEADER)):
-            await self._initialize(message, headers, send, json_ok)
+            await self._initialize(message, principal, send, json_ok)
             return
-        session = await self._session(headers, send, request_id)
+        session = await self._session(headers, principal, send, request_id)
         if session is None:
             return
         if isinstance(message, Notification):
@@ -492,18 +487,18 @@ class LegacyEndpoint:
             session.resolve(message)
             await send_empty(send, 202)
         else:
-            await self._request(session, message, receive, send, json_ok, sse_ok)
+            await self._request(session, message, principal, receive, send, json_ok, sse_ok)
 
-    async def _initialize(self, message: Request, headers: dict[str, str], send: Send,
+    async def _initialize(self, message: Request, principal: Principal | None, send: Send,
                           json_ok: bool) -> None:
-        session = self.sessions.create(self._principal(headers))
+        session = self.sessions.create(_binding(principal))
         if session is None:
             await send_error(send, 503, InternalError("too many sessions; try again later"),
                              request_id=message.id)
             return
         params = message.params or {}
         incoming = IncomingRequest(StreamSink(session.standalone), message.id,
-                                   message.method, params, progress_token(params))
+                                   message.method, params, progress_token(params), principal)
         try:
             result = await self.router.serve_legacy(incoming, session)
         except MCPError as exc:
@@ -539,8 +534,9 @@ class LegacyEndpoint:
             except Exception:
                 logger.exception("handler for %s failed", method)
 
-    async def _request(self, session: LegacySession, message: Request, receive: Receive,
-                       send: Send, json_ok: bool, sse_ok: bool) -> None:
+    async def _request(self, session: LegacySession, message: Request,
+                       principal: Principal | None, receive: Receive, send: Send,
+                       json_ok: bool, sse_ok: bool) -> None:
         if message.id in session.in_flight:
             await send_error(send, 200, InvalidRequest(
                 f"request id {message.id!r} is already in use"), request_id=message.id)
@@ -551,7 +547,7 @@ class LegacyEndpoint:
                               retry_ms=self.retry_ms, on_start=session.register)
         params = message.params or {}
         incoming = IncomingRequest(StreamSink(stream), message.id,
-                                   message.method, params, progress_token(params))
+                                   message.method, params, progress_token(params), principal)
         token = current_stream.set((session, stream))
         try:  # the task copies the context now: its server requests go on this stream
             task = asyncio.create_task(
@@ -567,10 +563,10 @@ class LegacyEndpoint:
 
     # -- GET and DELETE -----------------------------------------------------------------------
 
-    async def get(self, headers: dict[str, str], receive: Receive, send: Send,
-                  sse_ok: bool) -> None:
+    async def get(self, headers: dict[str, str], principal: Principal | None, receive: Receive,
+                  send: Send, sse_ok: bool) -> None:
         """The standalone stream, or (with Last-Event-ID) the rest of the stream named."""
-        session = await self._session(headers, send, None)
+        session = await self._session(headers, principal, send, None)
         if session is None:
             return
         if not sse_ok:
@@ -595,8 +591,9 @@ class LegacyEndpoint:
             outbox = StreamOutbox(resumed, cursor=position[1])  # replays only that stream
         await self._write(session, outbox, send, receive, False, True)
 
-    async def delete(self, headers: dict[str, str], send: Send) -> None:
-        session = await self._session(headers, send, None)
+    async def delete(self, headers: dict[str, str], principal: Principal | None,
+                     send: Send) -> None:
+        session = await self._session(headers, principal, send, None)
         if session is not None:
             self.sessions.delete(session)
             await send_empty(send, 204)
@@ -610,3 +607,10 @@ class LegacyEndpoint:
         finally:
             session.writers -= 1
             session.touch()
+
+
+def _binding(principal: Principal | None) -> str | None:
+    """What a session is bound to: the authenticated principal's binding, or nobody."""
+    if principal is None or not principal.authenticated:
+        return None
+    return principal.binding

@@ -31,7 +31,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from bastion.protocol.errors import (
@@ -57,10 +57,12 @@ from bastion.protocol.jsonrpc import (
     Message,
     Notification,
     Request,
+    RequestId,
     from_object,
     loads,
 )
 from bastion.protocol.meta import RequestMeta, is_modern_request
+from bastion.protocol.principal import Principal
 from bastion.protocol.routing_headers import (
     DUPLICATES_KEY,
     HeaderCheck,
@@ -69,9 +71,10 @@ from bastion.protocol.routing_headers import (
 from bastion.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from bastion.session.context import IncomingRequest
 from bastion.session.server_side import EraRouter, ServerApp
+from bastion.transport.http.auth import AuthChallenge, HttpAuthenticator
 from bastion.transport.http.coalescing import CoalescingHttpToolsProtocol
 from bastion.transport.http.legacy_sessions import LegacyEndpoint, SessionRegistry
-from bastion.transport.http.session_ids import PrincipalOf, SessionIds
+from bastion.transport.http.session_ids import SessionIds
 from bastion.transport.http.sse import (
     Receive,
     RequestOutbox,
@@ -89,6 +92,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bastion.transport.http")
 
 Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: Host names accepted by default, with any port (DNS-rebinding protection).
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
@@ -129,9 +133,13 @@ class McpHttpEndpoint:
     any) or its host is an allowed host name.
 
     Legacy sessions: `session_ids` names them (`RandomSessionIds` by default; a
-    `SealedSessionIds` lets any replica with the same keys resume them), and `principal_of`
-    reads a request's principal from its headers (None: anonymous), which must be the
-    session's on every request naming one (see `session_ids`).
+    `SealedSessionIds` lets any replica with the same keys resume them).
+
+    `authenticator` (see `auth.py`) authenticates every request before its body is read and
+    checks every JSON-RPC request's scopes before any handler runs; a refusal is answered
+    with its status and `WWW-Authenticate`. The principal rides on each request to the
+    application, and a legacy session is bound to the principal that opened it: a request
+    by anyone else naming it is answered like an unknown session (see `session_ids`).
     """
 
     def __init__(
@@ -151,7 +159,8 @@ class McpHttpEndpoint:
         max_queued_messages: int = 64,
         header_check: HeaderCheck | None = None,
         session_ids: SessionIds | None = None,
-        principal_of: PrincipalOf | None = None,
+        authenticator: HttpAuthenticator | None = None,
+        fallback: ASGIApp | None = None,
     ) -> None:
         self.app = app
         self.path = path.rstrip("/") or "/"
@@ -177,8 +186,11 @@ class McpHttpEndpoint:
             ids=session_ids,
         )
         self.legacy = LegacyEndpoint(app, self.router, self.sessions,
-                                     keepalive=keepalive_interval, retry_ms=retry_ms,
-                                     principal_of=principal_of)
+                                     keepalive=keepalive_interval, retry_ms=retry_ms)
+        self.authenticator = authenticator
+        #: Serves every other path (well-known metadata, OAuth callbacks, admin), after
+        #: the Host check; without one, other paths are 404.
+        self.fallback = fallback
         self._tasks: set[asyncio.Task[Any]] = set()
         #: `{tool name: (tool, {header name: property path})}` from `x-mcp-header`.
         self._param_cache: dict[str, tuple[Any, dict[str, tuple[str, ...]]]] = {}
@@ -222,7 +234,7 @@ class McpHttpEndpoint:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         if path != self.path and path.rstrip("/") != self.path:
-            await _plain(send, 404, b"Not Found")
+            await self._elsewhere(scope, receive, send)
             return
         headers = _headers(scope["headers"])
         problem = self._rebinding_problem(headers)
@@ -230,13 +242,33 @@ class McpHttpEndpoint:
             logger.warning("refused a request: %s", problem)
             await send_error(send, 403, InvalidRequest(f"Forbidden: {problem}"))
             return
+        principal: Principal | None = None
+        if self.authenticator is not None:
+            try:
+                principal = await self.authenticator.authenticate(
+                    headers, scope.get("query_string", b""))
+            except AuthChallenge as exc:
+                await _refuse(send, exc)
+                return
         method = scope["method"]
         if method == "POST":
-            await self._post(headers, receive, send)
+            await self._post(headers, principal, receive, send)
         elif method in ("GET", "DELETE"):
-            await self._get_or_delete(method, headers, receive, send)
+            await self._get_or_delete(method, headers, principal, receive, send)
         else:
             await send_error(send, 405, InvalidRequest(f"{method} is not allowed here"), _ALLOW_ALL)
+
+    async def _elsewhere(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A path other than the MCP endpoint's: the fallback app, if the Host is ours."""
+        if self.fallback is None:
+            await _plain(send, 404, b"Not Found")
+            return
+        host = _headers(scope["headers"]).get("host", "")
+        problem = self._rebinding_problem({"host": host})
+        if problem is not None:
+            await _plain(send, 403, f"Forbidden: {problem}".encode())
+            return
+        await self.fallback(scope, receive, send)
 
     def _rebinding_problem(self, headers: dict[str, str]) -> str | None:
         # Clients send the same Host and Origin on every request: judge each pair once
@@ -266,7 +298,8 @@ class McpHttpEndpoint:
 
     # -- POST -----------------------------------------------------------------------------
 
-    async def _post(self, headers: dict[str, str], receive: Receive, send: Send) -> None:
+    async def _post(self, headers: dict[str, str], principal: Principal | None,
+                    receive: Receive, send: Send) -> None:
         content_type = headers.get("content-type")
         if content_type is not None and not _is_json(content_type):
             await send_error(send, 415, InvalidRequest("Content-Type must be application/json"))
@@ -298,10 +331,17 @@ class McpHttpEndpoint:
         except MCPError as exc:  # a parse error
             await send_error(send, 400, exc)
             return
+        if principal is not None and isinstance(message, Request):
+            try:
+                self.authenticator.check_access(  # type: ignore[union-attr]
+                    principal, message.method, message.params or {})
+            except AuthChallenge as exc:
+                await _refuse(send, exc, message.id)
+                return
         if self._is_modern(message, headers.get(PROTOCOL_VERSION_HEADER)):
-            await self._modern(message, headers, receive, send, json_ok, sse_ok)
+            await self._modern(message, headers, principal, receive, send, json_ok, sse_ok)
         else:
-            await self.legacy.post(message, headers, receive, send, json_ok, sse_ok)
+            await self.legacy.post(message, headers, principal, receive, send, json_ok, sse_ok)
 
     async def _read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         """The body, read chunk by chunk; stops as soon as it passes the limit."""
@@ -337,8 +377,9 @@ class McpHttpEndpoint:
 
     # -- modern ---------------------------------------------------------------------------
 
-    async def _modern(self, message: Message, headers: dict[str, str], receive: Receive,
-                      send: Send, json_ok: bool, sse_ok: bool) -> None:
+    async def _modern(self, message: Message, headers: dict[str, str],
+                      principal: Principal | None, receive: Receive, send: Send,
+                      json_ok: bool, sse_ok: bool) -> None:
         if isinstance(message, Notification):
             await send_empty(send, 202)  # no core client notification exists on HTTP: nothing to do
             return
@@ -352,7 +393,7 @@ class McpHttpEndpoint:
         try:
             meta = RequestMeta.parse(params)
             incoming = IncomingRequest(outbox, message.id, message.method, params,
-                                       meta.progress_token)
+                                       meta.progress_token, principal)
             self.header_check(message.method, params, meta.protocol_version, headers)
             self.router.check_version(meta)
             request = self.router.modern_request(incoming, meta, None)
@@ -397,8 +438,8 @@ class McpHttpEndpoint:
 
     # -- GET and DELETE ---------------------------------------------------------------------
 
-    async def _get_or_delete(self, method: str, headers: dict[str, str], receive: Receive,
-                             send: Send) -> None:
+    async def _get_or_delete(self, method: str, headers: dict[str, str],
+                             principal: Principal | None, receive: Receive, send: Send) -> None:
         version = headers.get(PROTOCOL_VERSION_HEADER)
         if (version is not None and self._is_modern_version(version)) or (
             version is None and SESSION_HEADER not in headers
@@ -412,9 +453,10 @@ class McpHttpEndpoint:
         if problem is not None:
             await send_error(send, 400, problem)
         elif method == "GET":
-            await self.legacy.get(headers, receive, send, _accepts(headers.get("accept"))[1])
+            await self.legacy.get(headers, principal, receive, send,
+                                  _accepts(headers.get("accept"))[1])
         else:
-            await self.legacy.delete(headers, send)
+            await self.legacy.delete(headers, principal, send)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -469,6 +511,15 @@ def _accepts(accept: str | None) -> tuple[bool, bool]:
             anything or "text/event-stream" in media or "text/*" in media)
 
 
+async def _refuse(send: Send, challenge: AuthChallenge, request_id: RequestId | None = None
+                  ) -> None:
+    """A request refused for its credentials: the status, the challenge and a JSON-RPC
+    error that repeats the reason for clients that read only the body."""
+    await send_error(send, challenge.status, InvalidRequest(challenge.message),
+                     [(b"www-authenticate", challenge.www_authenticate.encode("latin-1"))],
+                     request_id=request_id)
+
+
 async def _plain(send: Send, status: int, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"),
@@ -478,7 +529,7 @@ async def _plain(send: Send, status: int, body: bytes) -> None:
 
 def asgi_app(server: ServerApp, path: str = "/mcp", **options: Any) -> McpHttpEndpoint:
     """The ASGI app serving `server` at `path` (options: see `McpHttpEndpoint`, e.g.
-    `session_ids=SealedSessionIds(...)`, `principal_of=...`)."""
+    `session_ids=SealedSessionIds(...)`, `authenticator=...`)."""
     return McpHttpEndpoint(server, path=path, **options)
 
 

@@ -33,7 +33,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -46,9 +46,6 @@ if TYPE_CHECKING:
     from bastion.transport.http.legacy_sessions import LegacySession
 
 logger = logging.getLogger("bastion.transport.http")
-
-#: Headers (lowercase names) -> the request's principal, or None for an anonymous request.
-PrincipalOf = Callable[[dict[str, str]], str | None]
 
 #: Longest id issued: clients, proxies and load balancers cap header sizes (8 KiB is common
 #: for all headers together), and the id travels on every request.

@@ -1,0 +1,46 @@
+"""What the Streamable HTTP endpoint asks of an authenticator, and how it refuses a request.
+
+The endpoint knows nothing of tokens: it hands every request's headers to an
+`HttpAuthenticator` (the gateway brings one built from its `auth` configuration) before it
+reads a body, and every parsed request to `check_access` before any handler runs. A refusal
+is an `AuthChallenge`: an HTTP status (400 malformed, 401 missing or invalid, 403
+insufficient scope) with the `WWW-Authenticate` value the client needs to recover (RFC 6750
+§3, RFC 9728 §5.1), answered before anything else happens, so a refused request has no side
+effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from bastion.protocol.principal import Principal
+
+
+class AuthChallenge(Exception):
+    """An HTTP request refused for its credentials (see the module doc).
+
+    `error` is the RFC 6750 error code (`invalid_request`, `invalid_token`,
+    `insufficient_scope`), or None when no credential was presented at all.
+    """
+
+    def __init__(self, status: int, message: str, *, www_authenticate: str,
+                 error: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.www_authenticate = www_authenticate
+        self.error = error
+
+
+class HttpAuthenticator(Protocol):
+    """Authentication and scope checks for the HTTP endpoint."""
+
+    async def authenticate(self, headers: Mapping[str, str], query_string: bytes) -> Principal:
+        """The principal behind a request (lower-case header names), or `AuthChallenge`."""
+        ...
+
+    def check_access(self, principal: Principal, method: str, params: dict[str, Any]) -> None:
+        """Raise `AuthChallenge` (403 `insufficient_scope`) when the token's scopes do not
+        cover this JSON-RPC request."""
+        ...
