@@ -95,7 +95,13 @@ def version() -> None:
     console.print(f"MCP legacy: {', '.join(LEGACY_VERSIONS)}; modern: {', '.join(MODERN_VERSIONS)}")
 
 
-def _connect(stdio: str | None, http: str | None, era: str) -> Any:
+#: An access token or API key for `--http` (from the environment, so it stays out of the
+#: shell's history and the process list).
+_TOKEN_OPTION = typer.Option(None, "--token", envvar="BASTION_TOKEN", show_default=False,
+                             help="Bearer token for --http (default: $BASTION_TOKEN).")
+
+
+def _connect(stdio: str | None, http: str | None, era: str, token: str | None = None) -> Any:
     """The client context for `--stdio COMMAND` or `--http URL` (exactly one)."""
     if (stdio is None) == (http is None):
         raise typer.BadParameter("give the server as --stdio COMMAND or --http URL (one)")
@@ -103,7 +109,7 @@ def _connect(stdio: str | None, http: str | None, era: str) -> Any:
         if not http.startswith(("http://", "https://")):
             raise typer.BadParameter(f"--http must be a URL such as "
                                      f"http://127.0.0.1:8848/mcp, not {http!r}")
-        return connect_http(http, mode=_mode(era))
+        return connect_http(http, mode=_mode(era), bearer_token=token or None)
     return connect_stdio(_argv(stdio or ""), mode=_mode(era))
 
 
@@ -112,9 +118,10 @@ def tools(
     stdio: str = typer.Option(None, "--stdio", help="Command that starts the server."),
     http: str = typer.Option(None, "--http", help="URL of a Streamable HTTP endpoint."),
     era: str = typer.Option("auto", help="auto, legacy or modern."),
+    token: str = _TOKEN_OPTION,
 ) -> None:
     """List the tools of an MCP server (started over stdio, or at an HTTP URL)."""
-    connect = _connect(stdio, http, era)
+    connect = _connect(stdio, http, era, token)
 
     async def run() -> None:
         async with connect as client:
@@ -130,6 +137,7 @@ def call(
     http: str = typer.Option(None, "--http", help="URL of a Streamable HTTP endpoint."),
     args: str = typer.Option("{}", "--args", help="Arguments as a JSON object."),
     era: str = typer.Option("auto", help="auto, legacy or modern."),
+    token: str = _TOKEN_OPTION,
 ) -> None:
     """Call one tool of an MCP server and print the result as JSON."""
     try:
@@ -139,7 +147,7 @@ def call(
     if not isinstance(arguments, dict):
         raise typer.BadParameter("--args must be a JSON object, e.g. '{\"timezone\": \"UTC\"}'")
 
-    connect = _connect(stdio, http, era)
+    connect = _connect(stdio, http, era, token)
 
     async def run() -> dict[str, Any]:
         async with connect as client:

@@ -95,13 +95,22 @@ class Tool:
             return {"content": [{"type": "text", "text": text}], "structuredContent": returned}
         if isinstance(returned, str):
             return {"content": [{"type": "text", "text": returned}]}
-        if isinstance(returned, dict) and "type" in returned:
+        if _is_content(returned):
             return {"content": [returned]}
-        if isinstance(returned, list):
+        if isinstance(returned, list) and all(_is_content(item) for item in returned):
             return {"content": returned}
         if returned is None:
             return {"content": []}
         return {"content": [{"type": "text", "text": orjson.dumps(returned).decode()}]}
+
+
+#: The content block types of a CallToolResult: a returned dict of one of these is content;
+#: any other value (a list of records, say) is data, sent as JSON text.
+CONTENT_TYPES = frozenset({"text", "image", "audio", "resource", "resource_link"})
+
+
+def _is_content(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("type") in CONTENT_TYPES
 
 
 def make_tool(

@@ -14,7 +14,6 @@ from bastion.config import BastionConfig, load_config
 from bastion.gateway.credentials import CredentialError, read_secret_file, upstream_env
 from bastion.protocol.principal import ANONYMOUS
 from tests.gateway.conftest import make_config
-from tests.http.conftest import serve  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -39,7 +38,7 @@ async def call_through(gateway_http, config: BastionConfig) -> dict:
         return await client.call_tool("up__test_simple_text", {})
 
 
-async def test_bearer_from_configuration_reaches_the_upstream(serve, gateway_http):  # noqa: F811
+async def test_bearer_from_configuration_reaches_the_upstream(serve, gateway_http):
     recorder = RecordingAuthenticator()
     upstream = await serve(authenticator=recorder)
     config = make_config({"up": {"url": upstream.url, "auth": {"bearer": "s3cret-token"}}})
@@ -48,7 +47,7 @@ async def test_bearer_from_configuration_reaches_the_upstream(serve, gateway_htt
     assert recorder.seen and set(recorder.seen) == {"Bearer s3cret-token"}
 
 
-async def test_bearer_file_and_custom_header(serve, gateway_http, tmp_path):  # noqa: F811
+async def test_bearer_file_and_custom_header(serve, gateway_http, tmp_path):
     recorder = RecordingAuthenticator()
     upstream = await serve(authenticator=recorder)
     (tmp_path / "token").write_text("from-a-file\n")
