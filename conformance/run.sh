@@ -4,7 +4,7 @@
 #               then the same fixture THROUGH the gateway (`bastion serve`, the fixture as the
 #               only upstream over stdio, prefix "": conformance/gateway.yaml);
 #   client leg: the harness runs `python -m bastion.testing.conformance_client` per scenario,
-#               with the auth/* scenarios baselined until the OAuth client lands.
+#               OAuth scenarios included (bastion.client.oauth); baselines in conformance/.
 # Needs the pinned Node toolchain: (cd tools/mcp-node && npm ci). Results go to results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

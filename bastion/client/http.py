@@ -4,6 +4,10 @@ The HTTP transport is a `Channel` (`StreamableHTTPChannel`), so the connection i
 `ClientConnection` that stdio uses, and era detection is the same probe: `server/discover`
 first, `initialize` when the server does not speak the modern protocol, and the 2024-11-05
 HTTP+SSE transport when even `initialize` is refused with 400/404/405.
+
+With `oauth=` (an `OAuthProvider`, or any `wire.HTTPAuth`) the connection authorizes itself:
+the probe's 401 starts discovery and the authorization flow, and the request is re-sent with
+the token; the request timeouts (`probe_timeout` included) bound that time too.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from bastion.session.client_side import ClientConnection, ClientHandlers, Client
 from bastion.session.errors import EraDetectionError
 from bastion.transport.http.client import StreamableHTTPChannel
 from bastion.transport.http.h1client import HTTPClient
-from bastion.transport.http.wire import HTTPTimeouts
+from bastion.transport.http.wire import HTTPAuth, HTTPTimeouts
 
 
 @contextlib.asynccontextmanager
@@ -31,6 +35,7 @@ async def connect_http(
     headers: dict[str, str] | None = None,
     auth: dict[str, str] | None = None,
     bearer_token: str | None = None,
+    oauth: HTTPAuth | None = None,
     client_info: dict[str, Any] | None = None,
     log_level: str | None = None,
     probe_timeout: float = 5.0,
@@ -44,9 +49,10 @@ async def connect_http(
 ) -> AsyncIterator[Client]:
     """Establish the era with the MCP endpoint at `url` and yield a connected `Client`.
 
-    `headers` go on every HTTP request; `auth` is a header dict for credentials (for now:
-    `{"Authorization": "Bearer …"}`, or pass `bearer_token`), kept apart so an OAuth provider
-    can replace it. `request_timeout` bounds each MCP request (progress resets it);
+    `headers` go on every HTTP request; `auth` is a header dict for static credentials
+    (`{"Authorization": "Bearer …"}`, or pass `bearer_token`); `oauth` obtains and renews
+    them instead (`bastion.client.oauth.OAuthProvider`; not closed here, it may outlive the
+    connection). `request_timeout` bounds each MCP request (progress resets it);
     `connect_timeout` and `read_timeout` bound the HTTP exchanges underneath. `listen=False`
     skips the legacy GET stream. `max_message_size` bounds a JSON body or SSE event (and the
     session's parser). `http` shares an `HTTPClient` (not closed here).
@@ -65,6 +71,7 @@ async def connect_http(
         max_message_size=max_message_size,
         http=http,
         ssl=ssl,
+        auth_provider=oauth,
     )
     connection = ClientConnection(
         channel,

@@ -9,8 +9,15 @@ The harness judges the traffic it captured, so the program's job is to behave li
 client: connect with Bastion's HTTP client, list what the server offers, and use it.
 
 Most scenarios need nothing more than that generic walk; the few that need a particular
-sequence have their own function in `SCENARIOS`. OAuth scenarios (`auth/*`) belong to the
-OAuth client, which is not built yet: they get one unauthenticated attempt and exit 0.
+sequence have their own function in `SCENARIOS`. Every connection carries Bastion's OAuth
+client (`bastion.client.oauth`), so the `auth/*` scenarios run the same walk and authorize
+when the server asks: the mock authorization servers approve at once, so the headless
+authorizer reads the redirect from `Location`. They run on http://localhost, hence the
+loopback opt-in of the egress policy. The client "hosts" its CIMD document at
+`CLIENT_METADATA_URL` (the URL the suite expects), and pre-registered credentials come from
+the context (`client_id`, `client_secret`, `issuer`), as the harness contract says. A
+refused authorization (a mismatched resource or issuer, a forged `iss`) ends the program
+with an error, which those scenarios expect.
 """
 
 from __future__ import annotations
@@ -25,10 +32,19 @@ from typing import Any
 import orjson
 
 from bastion import __version__
-from bastion.client import Client, ClientHandlers, connect_http
+from bastion.client import (
+    Client,
+    ClientHandlers,
+    HeadlessAuthorizer,
+    OAuthClientSettings,
+    OAuthProvider,
+    PreRegisteredClient,
+    connect_http,
+)
 from bastion.protocol.errors import MCPError
 from bastion.protocol.versions import MODERN_VERSIONS
 from bastion.session.client_side import ClientMode
+from bastion.transport.http.egress import EgressClient, EgressPolicy
 
 logger = logging.getLogger("bastion.testing.conformance_client")
 
@@ -36,6 +52,10 @@ CLIENT_INFO = {"name": "bastion-conformance-client", "version": __version__}
 #: The harness's default when it resolved no version.
 DEFAULT_VERSION = "2025-11-25"
 REQUEST_TIMEOUT = 30.0
+#: Where this client's Client ID Metadata Document lives (the URL the suite checks for).
+CLIENT_METADATA_URL = "https://conformance-test.local/client-metadata.json"
+#: Never served: the headless authorizer reads the redirect without following it.
+REDIRECT_URI = "http://localhost:3000/callback"
 
 Scenario = Callable[[Client, dict[str, Any]], Awaitable[None]]
 
@@ -180,13 +200,32 @@ def mode_for(version: str) -> ClientMode:
     return "modern" if version in MODERN_VERSIONS else "legacy"
 
 
+def oauth_settings(context: dict[str, Any]) -> OAuthClientSettings:
+    """The client's OAuth identity; pre-registered credentials when the context has them."""
+    clients: dict[str, PreRegisteredClient] = {}
+    client_id, issuer = context.get("client_id"), context.get("issuer")
+    if isinstance(client_id, str) and isinstance(issuer, str):
+        secret = context.get("client_secret")
+        clients[issuer] = PreRegisteredClient(client_id,
+                                              secret if isinstance(secret, str) else None)
+    return OAuthClientSettings(redirect_uri=REDIRECT_URI, client_name=CLIENT_INFO["name"],
+                               client_metadata_url=CLIENT_METADATA_URL, clients=clients)
+
+
 async def run(url: str, scenario: str, version: str, context: dict[str, Any]) -> None:
     action = SCENARIOS.get(scenario, exercise)
-    async with connect_http(url, mode=mode_for(version), handlers=handlers(),
-                            client_info=CLIENT_INFO, request_timeout=REQUEST_TIMEOUT) as client:
-        logger.info("scenario %s: %s era, version %s", scenario, client.era,
-                    client.protocol_version)
-        await action(client, context)
+    egress = EgressClient(EgressPolicy(allow_insecure_loopback=True))
+    try:
+        oauth = OAuthProvider(url, oauth_settings(context), egress=egress,
+                              authorizer=HeadlessAuthorizer(egress))
+        async with connect_http(url, mode=mode_for(version), handlers=handlers(),
+                                client_info=CLIENT_INFO, request_timeout=REQUEST_TIMEOUT,
+                                probe_timeout=REQUEST_TIMEOUT, oauth=oauth) as client:
+            logger.info("scenario %s: %s era, version %s", scenario, client.era,
+                        client.protocol_version)
+            await action(client, context)
+    finally:
+        await egress.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,11 +243,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(run(url, scenario, version, context))
     except Exception:
-        if scenario.startswith("auth/"):
-            # The OAuth client arrives later: the unauthenticated attempt was the whole try.
-            logger.info("scenario %s needs OAuth, which this client does not do yet",
-                        scenario, exc_info=True)
-            return 0
         logger.exception("scenario %s failed", scenario)
         return 1
     return 0

@@ -20,7 +20,11 @@ What is HTTP-specific stays here:
   request aborts its POST;
 * legacy: MCP-Session-Id and MCP-Protocol-Version learnt from the initialize response; a 404
   re-initializes once and retries; the GET stream after `initialized`; SEP-1699 resumption
-  through GET + Last-Event-ID when a POST stream ends before its response; DELETE on close.
+  through GET + Last-Event-ID when a POST stream ends before its response; DELETE on close;
+* with an auth provider (`wire.HTTPAuth`, e.g. the OAuth client), every request carries its
+  current `Authorization`; a 401, or a 403 (step-up), goes to the provider, and when it says
+  new credentials may help the request is sent once more, never twice, so a server that
+  keeps refusing cannot loop the client.
 
 Failures with no JSON-RPC body (connection refused, timeouts, an HTTP error page, a broken
 SSE stream) are delivered as the error response of the request that failed, code -32603, with
@@ -35,9 +39,9 @@ import functools
 import itertools
 import re
 import ssl as ssl_module
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -63,6 +67,7 @@ from bastion.transport.http.sse_parser import (
 from bastion.transport.http.wire import (
     ACCEPT_POST,
     ERROR_BODY_LIMIT,
+    HTTPAuth,
     HTTPStatusError,
     HTTPTimeouts,
     HTTPTransportError,
@@ -71,6 +76,8 @@ from bastion.transport.http.wire import (
     excerpt,
     logger,
 )
+
+_T = TypeVar("_T")
 
 #: The SSE reconnection delay when the server named none (the SSE spec leaves it to us).
 DEFAULT_RETRY_MS = 1000
@@ -97,6 +104,8 @@ class _Reply:
     session_id: str | None = None
     #: The message as received, when it can be handed on unchanged (no re-serializing).
     raw: bytes | None = None
+    #: The challenge of a refusal (401/403), for the auth provider.
+    www_authenticate: str | None = None
 
     @property
     def error_code(self) -> int | None:
@@ -118,9 +127,10 @@ class StreamableHTTPChannel:
         listen: bool = True,
         http: HTTPClient | None = None,
         ssl: ssl_module.SSLContext | bool = True,
+        auth_provider: HTTPAuth | None = None,
     ) -> None:
         self._wire = HTTPWire(url, {**(headers or {}), **(auth or {})},
-                              timeouts or HTTPTimeouts(), http, ssl)
+                              timeouts or HTTPTimeouts(), http, ssl, auth_provider)
         self.max_message_size = max_message_size
         self.listen = listen
         self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -397,6 +407,44 @@ class StreamableHTTPChannel:
         return reply
 
     async def _roundtrip(self, message: JSONObject, data: bytes, modern: bool) -> _Reply:
+        """`_roundtrip_once`, sent again once if the auth provider renewed its credentials."""
+        auth = self._wire.auth
+        if auth is None:  # the hot path of a relay: nothing to ask
+            return await self._roundtrip_once(message, data, modern)
+        return await self._with_auth(auth, f"POST {self.display_url} ({message['method']})",
+                                     lambda: self._roundtrip_once(message, data, modern))
+
+    async def _with_auth(self, auth: HTTPAuth, what: str,
+                         exchange: Callable[[], Awaitable[_T]]) -> _T:
+        """Run `exchange`; on a 401/403 ask the auth provider, and re-run it once if told to."""
+        generation = auth.generation
+        try:
+            outcome = await exchange()
+        except HTTPStatusError as exc:
+            if not await self._reauthorized(auth, exc.status, exc.www_authenticate, generation,
+                                            what):
+                raise
+        else:
+            if not isinstance(outcome, _Reply) or not await self._reauthorized(
+                    auth, outcome.status, outcome.www_authenticate, generation, what):
+                return outcome
+        return await exchange()
+
+    async def _reauthorized(self, auth: HTTPAuth, status: int | None,
+                            www_authenticate: str | None, generation: int, what: str) -> bool:
+        if status not in (401, 403):
+            return False
+        try:
+            return await auth.challenged(status, www_authenticate, generation)
+        except HTTPTransportError:
+            raise
+        except Exception as exc:  # the provider is pluggable: its failure fails the request
+            raise HTTPTransportError(
+                f"{what}: HTTP {status}, and obtaining authorization failed: {exc}",
+                status=status, url=self.display_url, www_authenticate=www_authenticate,
+            ) from exc
+
+    async def _roundtrip_once(self, message: JSONObject, data: bytes, modern: bool) -> _Reply:
         """POST one request; its answer from a JSON body, an SSE stream, or a resumed stream.
 
         Other messages on the stream (progress, logs, a legacy server's requests) go to the
@@ -405,6 +453,8 @@ class StreamableHTTPChannel:
         method = message["method"]
         request_id = message["id"]
         headers = self._post_headers(message, modern)
+        if self._wire.auth is not None:
+            await self._wire.authorize(headers)
         what = f"POST {self.display_url} ({method})"
         resume_from: tuple[str, int] | None = None
         with self._wire.failures(what):
@@ -460,16 +510,16 @@ class StreamableHTTPChannel:
         except HTTPTransportError:
             body = b""
         error = _jsonrpc_error(body)
+        challenge = response.headers.get("WWW-Authenticate")
         if error is not None:
             # The server explained itself in JSON-RPC: that is the answer (ids may be null).
             return _Reply({"jsonrpc": "2.0", "id": request_id, "error": error}, status,
-                          session_id)
+                          session_id, www_authenticate=challenge)
         quoted = excerpt(body)
         raise HTTPStatusError(
             f"{what}: HTTP {status} {response.reason or ''}".rstrip()
             + (f": {quoted}" if quoted else ""),
-            status=status, url=self.display_url,
-            www_authenticate=response.headers.get("WWW-Authenticate"))
+            status=status, url=self.display_url, www_authenticate=challenge)
 
     async def _read_stream(self, response: Response, decoder: SSEDecoder,
                            request_id: RequestId | None,
@@ -499,6 +549,7 @@ class StreamableHTTPChannel:
         while True:
             await asyncio.sleep(retry_ms / 1000)
             headers = self._get_headers(last_event_id)
+            await self._wire.authorize(headers)
             resume_what = f"GET {self.display_url} (resuming {what})"
             with self._wire.failures(resume_what):
                 async with await self._wire.request(
@@ -587,6 +638,7 @@ class StreamableHTTPChannel:
         what = f"GET {self.display_url}"
         while not self._closed:
             headers = self._get_headers(last_event_id)
+            await self._wire.authorize(headers)
             received = self.events_received
             progressed = False
             try:
@@ -624,6 +676,7 @@ class StreamableHTTPChannel:
     async def _delete_session(self) -> None:
         headers = self._session_headers({**self._wire.base_headers})
         try:
+            await self._wire.authorize(headers)
             async with await self._wire.request(
                     "DELETE", headers, read=self.timeouts.close, total=self.timeouts.close
             ) as response:
@@ -686,8 +739,19 @@ class StreamableHTTPChannel:
 
     async def _post_oneway(self, message: JSONObject, data: bytes, what_method: str) -> None:
         """POST a notification or a response; the server says 202 (or another 2xx)."""
+        auth = self._wire.auth
+        if auth is None:
+            await self._post_oneway_once(message, data, what_method)
+            return
+        await self._with_auth(auth, f"POST {self.display_url} ({what_method})",
+                              lambda: self._post_oneway_once(message, data, what_method))
+
+    async def _post_oneway_once(self, message: JSONObject, data: bytes,
+                                what_method: str) -> None:
         modern = self.legacy_version is None and self.modern_version is not None
         headers = self._post_headers(message, modern)
+        if self._wire.auth is not None:
+            await self._wire.authorize(headers)
         what = f"POST {self.display_url} ({what_method})"
         with self._wire.failures(what):
             async with await self._wire.short("POST", headers, data) as response:
@@ -697,7 +761,8 @@ class StreamableHTTPChannel:
                 error = reply.message["error"]
                 raise HTTPStatusError(
                     f"{what}: HTTP {response.status}: {error.get('message')} "
-                    f"(code {error.get('code')})", status=response.status, url=self.display_url)
+                    f"(code {error.get('code')})", status=response.status, url=self.display_url,
+                    www_authenticate=reply.www_authenticate)
 
     # -- 2024-11-05 HTTP+SSE ---------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import collections
 import re
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +39,11 @@ READ_HIGH_WATER = 1024 * 1024
 IDLE_TIMEOUT = 4.0
 #: RFC 9110 token characters: what a header name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+#: `resolve(host, port)`: the IP address a new connection to `host` goes to. An egress
+#: policy resolves and checks the name once and pins the answer for the connection, while
+#: the TLS server name and the Host header stay the name (SPEC-SSRF-04).
+Resolver = Callable[[str, int], Awaitable[str]]
 
 
 class HTTPClientError(Exception):
@@ -336,8 +341,9 @@ class _OriginPool:
     """The connections to one scheme://host:port, at most `limit` of them."""
 
     def __init__(self, scheme: str, host: str, port: int, ssl: ssl_module.SSLContext | None,
-                 limit: int, connect_timeout: float) -> None:
+                 limit: int, connect_timeout: float, resolve: Resolver | None = None) -> None:
         self.scheme = scheme
+        self.resolve = resolve
         self.host = host
         self.port = port
         self.ssl = ssl
@@ -397,8 +403,10 @@ class _OriginPool:
             limit = min(limit, max(deadline - loop.time(), 0.0))
         try:
             async with asyncio.timeout(limit):
+                address = self.host if self.resolve is None else await self.resolve(
+                    self.host, self.port)
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
+                    lambda: _Connection(self), address, self.port, ssl=self.ssl,
                     server_hostname=self.host if self.ssl is not None else None)
         except TimeoutError:
             raise ConnectTimeout(f"could not connect within {limit:g} s") from None
@@ -439,13 +447,16 @@ class HTTPClient:
     """Pools of keep-alive connections, one per origin.
 
     `ssl`: True verifies with the system's trust store, False does not verify (tests only),
-    or an `ssl.SSLContext`. `limit` bounds the connections per origin.
+    or an `ssl.SSLContext`. `limit` bounds the connections per origin. `resolve` (see
+    `Resolver`) chooses the address of every new connection; its errors end the request.
     """
 
     def __init__(self, *, connect_timeout: float = 10.0, limit: int = 64,
-                 ssl: ssl_module.SSLContext | bool = True) -> None:
+                 ssl: ssl_module.SSLContext | bool = True,
+                 resolve: Resolver | None = None) -> None:
         self.connect_timeout = connect_timeout
         self.limit = limit
+        self.resolve = resolve
         self._ssl_setting = ssl
         self._ssl_context: ssl_module.SSLContext | None = None
         self._pools: dict[tuple[str, str, int], _OriginPool] = {}
@@ -482,7 +493,7 @@ class HTTPClient:
             pool = self._pools[key] = _OriginPool(
                 parts.scheme, parts.hostname, port,
                 self._tls() if parts.scheme == "https" else None, self.limit,
-                self.connect_timeout)
+                self.connect_timeout, self.resolve)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if len(self._targets) < 256:  # a client talks to a few URLs; do not grow unbounded
             self._targets[url] = (pool, target)
@@ -539,6 +550,7 @@ __all__ = [
     "IncompleteBody",
     "ProtocolError",
     "ReadTimeout",
+    "Resolver",
     "Response",
     "ResponseHeaders",
     "ServerDisconnected",

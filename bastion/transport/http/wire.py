@@ -5,6 +5,10 @@ every request; `failures()` turns client and SSE format errors into an `HTTPTran
 that names the cause, and `read_body()` bounds what a response may bring. The channel
 (`client.py`) and the 2024-11-05 fallback (`http_sse_fallback.py`) both exchange through it.
 
+Credentials that change (an OAuth client) plug in as an `HTTPAuth`: the wire asks it for the
+`Authorization` value of every request, and the channel hands it every 401, and every 403
+that asks for more scope, to learn whether re-sending the request once is worth it.
+
 Every client module logs as `bastion.transport.http.client`, the one logger of the client side.
 """
 
@@ -15,6 +19,7 @@ import ssl as ssl_module
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from bastion import __version__
@@ -80,6 +85,31 @@ def excerpt(body: bytes) -> str:
     return body[:200].decode("utf-8", "replace").strip()
 
 
+# -- changing credentials --------------------------------------------------------------------
+
+
+class HTTPAuth(Protocol):
+    """Credentials for one MCP endpoint that can be obtained and renewed (an OAuth client).
+
+    `generation` changes whenever the credential does, so a challenge to a request sent with
+    an older credential is answered by re-sending it, not by authorizing again.
+    """
+
+    @property
+    def generation(self) -> int: ...
+
+    async def authorization(self) -> str | None:
+        """The `Authorization` header value for the next request (None: send none)."""
+        ...
+
+    async def challenged(self, status: int, www_authenticate: str | None,
+                         generation: int) -> bool:
+        """The server answered `status` (401, or 403 with `insufficient_scope`) to a request
+        sent at `generation`: obtain better credentials if that can help. True means
+        "re-send the request"; an exception means authorization failed (fail closed)."""
+        ...
+
+
 # -- the wire --------------------------------------------------------------------------------
 
 
@@ -131,11 +161,13 @@ class HTTPWire:
 
     `headers` (the caller's, credentials included) go on every request after the User-Agent;
     `http` is a shared `HTTPClient`, never closed here (None: one of our own, made when first
-    needed); `ssl` configures our own client's TLS (True, False or an `ssl.SSLContext`).
+    needed); `ssl` configures our own client's TLS (True, False or an `ssl.SSLContext`);
+    `auth` supplies an `Authorization` that replaces any static one (`authorize()`).
     """
 
     def __init__(self, url: str, headers: dict[str, str], timeouts: HTTPTimeouts,
-                 http: HTTPClient | None, ssl: ssl_module.SSLContext | bool) -> None:
+                 http: HTTPClient | None, ssl: ssl_module.SSLContext | bool,
+                 auth: HTTPAuth | None = None) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -143,8 +175,11 @@ class HTTPWire:
         #: The URL without credentials or query, for messages and logs.
         self.display_url = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
         self.timeouts = timeouts
+        if auth is not None:  # the provider's credential is the only one sent
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         #: Sent on every request.
         self.base_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **headers}
+        self.auth = auth
         self._http = http
         self._owns_http = http is None
         self._ssl = ssl
@@ -159,6 +194,13 @@ class HTTPWire:
         if self._http is None:
             self._http = HTTPClient(connect_timeout=self.timeouts.connect, ssl=self._ssl)
         return self._http
+
+    async def authorize(self, headers: dict[str, str]) -> None:
+        """Add the auth provider's current `Authorization` (if any) to `headers`."""
+        if self.auth is not None:
+            value = await self.auth.authorization()
+            if value is not None:
+                headers["Authorization"] = value
 
     def request(self, method: str, headers: dict[str, str], body: bytes | None = None, *,
                 read: float | None, total: float | None = None,
@@ -197,6 +239,8 @@ class HTTPWire:
 __all__ = [
     "ACCEPT_POST",
     "ERROR_BODY_LIMIT",
+    "USER_AGENT",
+    "HTTPAuth",
     "HTTPStatusError",
     "HTTPTimeouts",
     "HTTPTransportError",
