@@ -99,6 +99,9 @@ CASES: dict[str, tuple[str, str]] = {
     "direct": ("direct", "the upstream"),
     "gateway": ("gateway", "bastion serve, HTTP upstream"),
     "gateway-stdio": ("gateway, stdio upstream", "bastion serve, the upstream as its child"),
+    "gateway-auth": ("gateway, JWT + policy",
+                     "bastion serve, HTTP upstream, auth.mode dev (a signed JWT per request) "
+                     "and a default-deny policy with one allow rule"),
     "fastmcp": ("FastMCP proxy", "create_proxy(url): a fresh upstream session per request"),
     "fastmcp-shared": ("FastMCP proxy, shared", "create_proxy(connected Client)"),
     "relay": ("bare relay (floor)",
@@ -106,8 +109,10 @@ CASES: dict[str, tuple[str, str]] = {
     "relay-aiohttp": ("bare relay, aiohttp",
                       "the same relay forwarding with aiohttp instead of Bastion's HTTPClient"),
 }
-DEFAULT_CASES = ("direct", "relay", "relay-aiohttp", "gateway", "fastmcp", "fastmcp-shared",
-                 "gateway-stdio")
+DEFAULT_CASES = ("direct", "relay", "relay-aiohttp", "gateway", "gateway-auth", "fastmcp",
+                 "fastmcp-shared", "gateway-stdio")
+#: The resource URL of the authenticated gateway (the `aud` of its bench token).
+AUTH_RESOURCE = "https://bench.example/mcp"
 #: relay case -> the client its relay forwards with (gateway_peers.py relay --client)
 RELAY_CLIENT_OF = {"relay": "bastion", "relay-aiohttp": "aiohttp"}
 
@@ -116,13 +121,23 @@ RELAY_CLIENT_OF = {"relay": "bastion", "relay-aiohttp": "aiohttp"}
 
 
 def gateway_config(directory: Path, name: str, upstream: dict[str, Any],
-                   protocol: str) -> Path:
+                   protocol: str, **settings: Any) -> Path:
     """Write a gateway configuration with one upstream, names unprefixed; its path."""
-    document = {"mcpServers": {"echo": {**upstream, "prefix": "", "protocol": protocol}}}
+    document = {"mcpServers": {"echo": {**upstream, "prefix": "", "protocol": protocol}},
+                **settings}
     path = directory / f"{name}.yaml"
     # JSON is YAML: no need for a YAML writer here.
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
+
+
+def bench_token(state_dir: Path) -> str:
+    """A development token for the authenticated gateway (role `bench`, valid for a day)."""
+    from bastion.guard.identity import load_or_create_dev_key, mint_dev_token
+
+    key = load_or_create_dev_key(state_dir)
+    return mint_dev_token(key, audience=AUTH_RESOURCE, subject="bench", roles=["bench"],
+                          groups=[], scopes=[], client_id="loadgen", ttl=86400)
 
 
 def gateway_argv(config: Path) -> tuple[str, ...]:
@@ -147,6 +162,8 @@ class Target:
     case: str
     child: Child  # the process under test (for `direct`, the upstream itself)
     upstream_pid: int
+    #: The bearer token the load generator sends (authenticated cases).
+    token: str | None = None
 
 
 @contextlib.contextmanager
@@ -175,6 +192,14 @@ def processes_running(cases: list[str], workdir: Path,
                 config = gateway_config(workdir, case, {"url": upstream.url}, upstream_protocol)
                 targets[case] = Target(case, start(case, "gateway", gateway_argv(config)),
                                        upstream.proc.pid)
+            elif case == "gateway-auth":
+                state = workdir / "auth-state"
+                config = gateway_config(
+                    workdir, case, {"url": upstream.url}, upstream_protocol,
+                    state_dir=str(state), auth={"mode": "dev", "resource": AUTH_RESOURCE},
+                    policy={"rules": [{"name": "bench", "effect": "allow", "roles": ["bench"]}]})
+                targets[case] = Target(case, start(case, "gateway, auth", gateway_argv(config)),
+                                       upstream.proc.pid, bench_token(state))
             elif case == "gateway-stdio":
                 stdio = {"command": sys.executable, "args": [str(PEERS), "upstream", "--stdio"]}
                 config = gateway_config(workdir, case, stdio, upstream_protocol)
@@ -243,8 +268,9 @@ def run_leg(target: Target, era: str, concurrency: int, args: argparse.Namespace
     argv = [sys.executable, str(PEERS), "load", target.child.url, "--era", era,
             "--concurrency", str(concurrency), "--duration", str(args.duration),
             "--warmup", str(args.warmup), "--wait-go", "--loop", args.client_loop]
+    env = {**os.environ, "BENCH_TOKEN": target.token or ""}
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
     name = f"{target.case}-{era}-c{concurrency}"
     try:
         line = read_line(proc, READY_TIMEOUT)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -181,6 +182,8 @@ class Plan:
     wait_go: bool
     expect_text: str = SIMPLE_TEXT
     arguments: dict[str, Any] = field(default_factory=dict)
+    #: An access token sent as `Authorization: Bearer` on every request ($BENCH_TOKEN).
+    token: str | None = None
 
 
 class Worker:
@@ -191,6 +194,8 @@ class Worker:
         self.plan = plan
         self.template = call_template(plan.era, plan.tool, plan.arguments)
         self.headers = call_headers(plan.era, plan.tool, sse_only=plan.sse_only)
+        if plan.token:
+            self.headers["Authorization"] = f"Bearer {plan.token}"
         self.session_id: str | None = None
 
     async def open(self) -> None:
@@ -201,7 +206,8 @@ class Worker:
             "protocolVersion": LEGACY_VERSION, "capabilities": {},
             "clientInfo": {"name": "bastion-bench", "version": "0"},
         })
-        headers = {"Content-Type": "application/json", "Accept": BOTH}
+        headers = {"Content-Type": "application/json", "Accept": BOTH,
+                   **{k: v for k, v in self.headers.items() if k == "Authorization"}}
         async with self.http.post(self.plan.url, data=init.body(0), headers=headers) as response:
             body = await response.read()
             if response.status != 200:
@@ -390,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(url=args.url, era=args.era, concurrency=args.concurrency, calls=args.calls,
                 duration=args.duration, tool=args.tool, sse_only=args.sse_only,
                 warmup=args.warmup, wait_go=args.wait_go, expect_text=args.expect_text,
-                arguments=args.arguments)
+                arguments=args.arguments, token=os.environ.get("BENCH_TOKEN") or None)
     try:
         if args.loop == "uvloop":
             import uvloop
