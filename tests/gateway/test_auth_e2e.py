@@ -289,3 +289,15 @@ async def test_api_keys_work_until_revoked(idp, tmp_path, gateway_http):
     answer = await post(live.url, modern_call({}, "tools/list"),
                         modern_headers(wrong, None, "tools/list"))
     assert answer.status_code == 401
+
+
+def test_only_real_authentication_opens_a_non_loopback_listener():
+    from bastion.gateway.serve import UnsafeListener, check_listener
+
+    for mode in ("none", "dev"):
+        check_listener("127.0.0.1", auth_mode=mode)
+        check_listener("::1", auth_mode=mode)
+        with pytest.raises(UnsafeListener, match="mode: jwt") as refused:
+            check_listener("0.0.0.0", auth_mode=mode)
+        assert ("development issuer" in str(refused.value)) == (mode == "dev")
+    check_listener("0.0.0.0", auth_mode="jwt")
