@@ -8,6 +8,7 @@ upstream. VS Code's `servers` key is accepted in place of `mcpServers`.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import re
 import shlex
 import sys
@@ -50,14 +51,62 @@ class _Model(BaseModel):
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 
 
+class UpstreamOAuthClient(_Model):
+    """A client identity registered out of band at one authorization server."""
+
+    client_id: str = Field(min_length=1, max_length=1024)
+    client_secret: SecretStr | None = None
+    token_endpoint_auth_method: Literal["none", "client_secret_basic",
+                                        "client_secret_post"] | None = None
+
+
+class UpstreamOAuth(_Model):
+    """Per-user OAuth toward an HTTP upstream: each user authorizes the gateway once, in a
+    browser, and the gateway calls the upstream with that user's own token. The redirect URI
+    is the gateway's `/oauth/callback` at its public origin (`bastion.gateway.authorizations`)."""
+
+    scopes: list[str] = Field(default_factory=list)
+    client_name: str = Field(default="Bastion", min_length=1, max_length=200)
+    #: CIMD: the https URL of the gateway's client metadata document.
+    client_metadata_url: str | None = None
+    #: Pre-registered clients by authorization server issuer (exact string).
+    clients: dict[str, UpstreamOAuthClient] = Field(default_factory=dict)
+    offline_access: bool = True
+    #: Let the OAuth client talk plain http to loopback servers (tests, local development).
+    allow_insecure_loopback: bool = False
+    #: Private networks (CIDR) that discovery and token requests may reach.
+    allowed_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError:
+                raise ValueError(f"allowed_networks: {network!r} is not a network in CIDR "
+                                 "form (e.g. 10.1.2.0/24)") from None
+        return value
+
+    @field_validator("client_metadata_url")
+    @classmethod
+    def _cimd(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme != "https" or not parts.hostname or parts.path in ("", "/"):
+                raise ValueError("client_metadata_url must be an https URL with a path")
+        return value
+
+
 class UpstreamAuth(_Model):
     """The gateway's own credential for an HTTP upstream: a static secret, from the
     environment (`bearer: ${SIEM_TOKEN}`) or a file (`bearer_file: /run/secrets/siem`, read
-    at each connection, so a rotated secret is picked up). Never the client's token: that is
-    never forwarded (SPEC-TP-02)."""
+    at each connection, so a rotated secret is picked up), or per-user OAuth (`oauth:`).
+    Never the client's token: that is never forwarded (SPEC-TP-02)."""
 
     bearer: SecretStr | None = None
     bearer_file: Path | None = None
+    oauth: UpstreamOAuth | None = None
     #: The header it goes in, and the scheme before it (`""` for the bare value, as an
     #: `X-Api-Key` header wants).
     header: str = "Authorization"
@@ -72,8 +121,10 @@ class UpstreamAuth(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> UpstreamAuth:
-        if (self.bearer is None) == (self.bearer_file is None):
-            raise ValueError("give `bearer` (e.g. ${TOKEN}) or `bearer_file`, exactly one")
+        given = [self.bearer, self.bearer_file, self.oauth]
+        if sum(source is not None for source in given) != 1:
+            raise ValueError("give `bearer` (e.g. ${TOKEN}), `bearer_file` or `oauth`, "
+                             "exactly one")
         if self.bearer is not None and not self.bearer.get_secret_value().strip():
             raise ValueError("`bearer` is empty (is its environment variable set?)")
         return self

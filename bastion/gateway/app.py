@@ -15,13 +15,21 @@ from typing import Any
 
 from bastion import __version__
 from bastion.config import BastionConfig
+from bastion.gateway.authorizations import Authorizations
 from bastion.gateway.bridge import ActiveCalls, ParkedCalls
-from bastion.gateway.catalog import Catalog
+from bastion.gateway.catalog import Catalog, Entry
 from bastion.gateway.errors import UpstreamUnavailable
 from bastion.gateway.fanin import FanIn
 from bastion.gateway.relay import Relay
 from bastion.gateway.tasks import GatewayTasks
-from bastion.gateway.upstream import UpstreamPool
+from bastion.gateway.upstream import Upstream, UpstreamPool
+from bastion.gateway.user_tokens import EncryptedTokenStore
+from bastion.gateway.user_upstreams import (
+    AuthorizationRequired,
+    UserUpstream,
+    UserUpstreams,
+    authorization_answer,
+)
 from bastion.guard.pipeline import Call, build_pipeline
 from bastion.guard.stages import STAGES
 from bastion.protocol.capabilities import has_extension
@@ -77,7 +85,14 @@ class Gateway:
         self.active = ActiveCalls()
         self.parked = ParkedCalls()
         self.fanin = FanIn(self)
-        self.pool = UpstreamPool(upstreams, handlers_for=self.fanin.handlers_for,
+        # Upstreams with per-user OAuth get a connection per user (`enable_user_oauth`),
+        # not one shared connection.
+        self.oauth_upstreams = [u for u in upstreams
+                                if u.auth is not None and u.auth.oauth is not None]
+        self.authorizations = Authorizations(on_completed=self._authorized)
+        self.user_upstreams: UserUpstreams | None = None
+        self.pool = UpstreamPool([u for u in upstreams if u not in self.oauth_upstreams],
+                                 handlers_for=self.fanin.handlers_for,
                                  on_connected=self.fanin.upstream_connected,
                                  on_disconnected=self.fanin.upstream_disconnected)
         self.relay = Relay(self)
@@ -105,7 +120,49 @@ class Gateway:
         """Connect every upstream (in parallel; a failing one does not stop the others)."""
         await self.pool.start()
 
+    def enable_user_oauth(self, redirect_uri: str, store: EncryptedTokenStore) -> None:
+        """Serve the per-user OAuth upstreams, with `redirect_uri` (this gateway's
+        `/oauth/callback` at its public origin; the caller mounts `authorizations.routes()`)
+        and the encrypted `store`."""
+        self.user_upstreams = UserUpstreams(
+            self.oauth_upstreams, store=store, authorizations=self.authorizations,
+            redirect_uri=redirect_uri, handlers_for=self.fanin.handlers_for,
+            learn=self._learn)
+
+    async def upstream_for(self, call: Call, name: str) -> Upstream | UserUpstream | None:
+        """The connection a call to `name` goes over: the shared one, or the caller's own
+        for a per-user OAuth upstream (raises `AuthorizationRequired`)."""
+        users = self.user_upstreams
+        if users is not None and users.handles(name):
+            return await users.get(call.principal.binding, name)
+        return self.pool.get(name)
+
+    async def learn_for(self, call: Call, kind: str, name: str) -> Any:
+        """For a name no entry has yet: when its prefix is a per-user OAuth upstream whose
+        catalogue is not learnt, connect the caller (authorizing them first) and look again."""
+        users = self.user_upstreams
+        owner = self.catalog.owner_of_prefix(name) if kind in ("tool", "prompt") else None
+        if users is None or not users.handles(owner) or owner in users.learnt:
+            return None
+        assert owner is not None
+        # Nothing is known of the item yet (no annotations): the guard judges the bare name,
+        # so only a principal the policy could let use it makes the gateway connect for them.
+        call.target = Entry(kind, name, owner, name[len(self.prefixes[owner]):],  # type: ignore[arg-type]
+                            {"name": name})
+        await self.pipeline.check_request(call)
+        await users.get(call.principal.binding, owner)
+        return getattr(self.catalog, kind)(name)
+
+    async def _learn(self, upstream: UserUpstream) -> None:
+        await self.fanin.refresh(upstream, ("tools", "prompts", "resources", "templates"))
+
+    async def _authorized(self, binding: str, upstream: str) -> None:
+        if self.user_upstreams is not None:  # a connection that failed to authorize goes
+            await self.user_upstreams.forget(binding, upstream)
+
     async def aclose(self) -> None:
+        if self.user_upstreams is not None:
+            await self.user_upstreams.aclose()
         self.parked.close()
         self.subscribers.close_listeners()
         await self.fanin.aclose()
@@ -198,7 +255,10 @@ class Gateway:
             if handler is None:
                 raise MethodNotFound(f"method {method!r} is not available",
                                      data={"method": method})
-            result = await handler(call)
+            try:
+                result = await handler(call)
+            except AuthorizationRequired as exc:
+                result = authorization_answer(exc, request.era, self.relay.sealer_for(call))
         if request.era is Era.MODERN:
             result.setdefault("resultType", COMPLETE)
             if method in CACHEABLE_METHODS and result["resultType"] == COMPLETE:

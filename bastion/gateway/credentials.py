@@ -47,16 +47,17 @@ def read_secret_file(upstream: str, file: Path) -> str:
 
 def upstream_headers(config: UpstreamConfig) -> dict[str, str]:
     """The headers of every request to an HTTP upstream: its configured headers and its
-    credential."""
+    static credential (none for per-user OAuth, whose tokens the user's connection adds)."""
     headers = dict(config.headers)
     auth = config.auth
-    if auth is not None:
-        if auth.bearer is not None:
-            secret = auth.bearer.get_secret_value().strip()
-        else:
-            assert auth.bearer_file is not None
-            secret = read_secret_file(config.name, auth.bearer_file)
-        headers[auth.header] = f"{auth.scheme} {secret}" if auth.scheme else secret
+    if auth is None or auth.oauth is not None:  # per-user OAuth: each user's own token
+        return headers
+    if auth.bearer is not None:
+        secret = auth.bearer.get_secret_value().strip()
+    else:
+        assert auth.bearer_file is not None
+        secret = read_secret_file(config.name, auth.bearer_file)
+    headers[auth.header] = f"{auth.scheme} {secret}" if auth.scheme else secret
     return headers
 
 

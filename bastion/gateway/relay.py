@@ -71,6 +71,8 @@ class Relay:
             raise InvalidParams(f'{call.request.method} needs "{field}" (a string)')
         entry = getattr(self.gateway.catalog, kind)(key)
         if entry is None:
+            entry = await self.gateway.learn_for(call, kind, key)
+        if entry is None:
             raise self.gateway.unknown(kind, key, era=call.request.era)
         call.target = entry
         await self.gateway.pipeline.check_request(call)
@@ -197,10 +199,11 @@ class Relay:
         client, across whatever era bridge the two hops need."""
         gateway = self.gateway
         request = call.request
-        upstream = gateway.pool.get(entry.upstream)
+        upstream = await gateway.upstream_for(call, entry.upstream)
         if upstream is None:  # the catalogue only lists configured upstreams
             raise UpstreamFailed(entry.upstream, request.method, "it is not configured")
         upstream_state: Any = None
+        after_authorization = False
         state = call.params.get("requestState")
         if state is not None:
             opened = gateway.sealer.open(state, self._binding(call))
@@ -210,7 +213,11 @@ class Relay:
                 return self._done(await run_round(gateway.parked, parked, self._sealer(call)),
                                   call, entry, bridged=True)
             upstream_state = opened.get("upstream") if isinstance(opened, dict) else None
+            # The retry after a URL elicitation of ours: its answers are not the upstream's.
+            after_authorization = isinstance(opened, dict) and "oauth" in opened
         params = self._upstream_params(call, upstream, replace, upstream_state)
+        if after_authorization:
+            params.pop("inputResponses", None)
         on_progress = self._progress_relay(request)
         active = ActiveCall(request, upstream.name)
         upstream_era = upstream.description.era if upstream.description else None
@@ -314,6 +321,10 @@ class Relay:
     def _binding(call: Call) -> bytes:
         return request_binding(call.request.method, call.params,
                                getattr(call.principal, "binding", None))
+
+    def sealer_for(self, call: Call) -> Callable[[dict[str, Any]], str]:
+        """Seals a `requestState` for `call` (bound to the request and its caller)."""
+        return self._sealer(call)
 
     def _sealer(self, call: Call) -> Callable[[dict[str, Any]], str]:
         binding = self._binding(call)

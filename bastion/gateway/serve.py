@@ -22,10 +22,13 @@ import signal
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from bastion.config import BastionConfig, load_session_key, resolve_state_dir
 from bastion.config.auth import is_loopback_host, listener_resource_url
 from bastion.gateway.app import Gateway
+from bastion.gateway.authorizations import CALLBACK_PATH
+from bastion.gateway.user_tokens import EncryptedTokenStore
 from bastion.gateway.web import metadata_route, web_app
 from bastion.guard.identity import Authenticator, build_authenticator
 from bastion.protocol.principal import ANONYMOUS, local_principal
@@ -135,6 +138,14 @@ def listener_authenticator(config: BastionConfig, host: str, port: int) -> Authe
                                state_dir=resolve_state_dir(config))
 
 
+def callback_url(config: BastionConfig, host: str, port: int) -> str:
+    """The gateway's OAuth redirect URI: `/oauth/callback` at its public origin (that of
+    `auth.resource`, else the listener's)."""
+    resource = config.auth.resource_url(listener_resource_url(host, port, config.server.path))
+    parts = urlsplit(resource)
+    return f"{parts.scheme}://{parts.netloc}{CALLBACK_PATH}"
+
+
 def http_server(gateway: Gateway, config: BastionConfig, host: str, port: int,
                 key: bytes, authenticator: Authenticator | None = None) -> uvicorn.Server:
     """The uvicorn server for the gateway's endpoint (`await .serve()` runs it); with an
@@ -144,6 +155,10 @@ def http_server(gateway: Gateway, config: BastionConfig, host: str, port: int,
     if authenticator is not None:
         routes += metadata_route(authenticator.metadata_paths(),
                                  authenticator.protected_resource_metadata())
+    if gateway.oauth_upstreams:
+        gateway.enable_user_oauth(callback_url(config, host, port),
+                                  EncryptedTokenStore.in_state_dir(resolve_state_dir(config), key))
+        routes += gateway.authorizations.routes()
     return uvicorn_server(
         gateway, host, port, path=settings.path,
         allowed_hosts=settings.allowed_hosts or [*LOOPBACK_HOSTS],
