@@ -23,6 +23,7 @@ from bastion import __version__
 from bastion.client import Client, ClientHandlers, connect_http, connect_stdio
 from bastion.commands.dev_token import register as register_dev_token
 from bastion.commands.keys import register as register_keys
+from bastion.commands.pin import register as register_pin
 from bastion.commands.policy import register as register_policy
 from bastion.config import BastionConfig, ConfigError, load_config, resolve_state_dir
 from bastion.protocol.errors import MCPError, ProtocolError
@@ -297,6 +298,7 @@ def _print_upstreams(config: BastionConfig) -> None:
 register_policy(app)
 register_keys(app)
 register_dev_token(app)
+register_pin(app)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from pydantic import (
 
 from bastion.config.auth import AuthConfig
 from bastion.config.keys import decode_session_key
+from bastion.config.pins import PinsConfig
 from bastion.config.policy import PolicyConfig
 
 #: Upstream names become tool-name prefixes and log labels: keep them plain.
@@ -275,6 +276,8 @@ class BastionConfig(_Model):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     #: Who may use what (default deny once authentication is on).
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    #: Approved definitions of tools, prompts and templates (rug-pull defence).
+    pins: PinsConfig = Field(default_factory=PinsConfig)
 
     #: The file this configuration was loaded from (None when built in code).
     _source: Path | None = PrivateAttr(default=None)
@@ -290,6 +293,7 @@ class BastionConfig(_Model):
     def _name_upstreams(self) -> BastionConfig:
         for name, upstream in self.mcp_servers.items():
             upstream.name = name
+        self.pins.check_upstreams(self.mcp_servers)
         return self
 
     def anchor_paths(self) -> None:
