@@ -32,6 +32,7 @@ from bastion.config.auth import AuthConfig
 from bastion.config.keys import decode_session_key
 from bastion.config.pins import PinsConfig
 from bastion.config.policy import PolicyConfig
+from bastion.config.redaction import RedactionConfig
 
 #: Upstream names become tool-name prefixes and log labels: keep them plain.
 UPSTREAM_NAME_RULE = ("use letters, digits, '_', '.' or '-' (at most 64 characters, starting "
@@ -278,6 +279,8 @@ class BastionConfig(_Model):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     #: Approved definitions of tools, prompts and templates (rug-pull defence).
     pins: PinsConfig = Field(default_factory=PinsConfig)
+    #: Secrets and PII removed from results before the agent sees them.
+    redaction: RedactionConfig = Field(default_factory=RedactionConfig)
 
     #: The file this configuration was loaded from (None when built in code).
     _source: Path | None = PrivateAttr(default=None)
