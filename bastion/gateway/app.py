@@ -15,6 +15,7 @@ from typing import Any
 
 from bastion import __version__
 from bastion.config import BastionConfig
+from bastion.config.auth import is_loopback_host
 from bastion.gateway.authorizations import Authorizations
 from bastion.gateway.bridge import ActiveCalls, ParkedCalls
 from bastion.gateway.catalog import Catalog, Entry
@@ -66,8 +67,13 @@ class Gateway:
     """The gateway application (see the module doc)."""
 
     def __init__(self, config: BastionConfig, *, key: bytes | None = None,
-                 default_principal: Principal = ANONYMOUS) -> None:
+                 default_principal: Principal = ANONYMOUS,
+                 loopback_only: bool | None = None) -> None:
         self.config = config
+        #: Whether only this machine can reach the gateway (stdio, or a loopback listener):
+        #: pins may then be trusted on first use (`pins.mode: auto`).
+        self.loopback_only = (is_loopback_host(config.server.host) if loopback_only is None
+                              else loopback_only)
         #: Who a request is from when its transport authenticated nobody (stdio: the local
         #: user; an HTTP listener without authentication: anonymous).
         self.default_principal = default_principal
@@ -117,7 +123,9 @@ class Gateway:
     # -- lifetime ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect every upstream (in parallel; a failing one does not stop the others)."""
+        """Start the guard's stages, then connect every upstream (in parallel; a failing
+        one does not stop the others)."""
+        await self.pipeline.start()
         await self.pool.start()
 
     def enable_user_oauth(self, redirect_uri: str, store: EncryptedTokenStore) -> None:
@@ -145,11 +153,15 @@ class Gateway:
         if users is None or not users.handles(owner) or owner in users.learnt:
             return None
         assert owner is not None
-        # Nothing is known of the item yet (no annotations): the guard judges the bare name,
-        # so only a principal the policy could let use it makes the gateway connect for them.
-        call.target = Entry(kind, name, owner, name[len(self.prefixes[owner]):],  # type: ignore[arg-type]
-                            {"name": name})
-        await self.pipeline.check_request(call)
+        # Nothing is known of the item yet (no annotations): the policy judges the bare name,
+        # so only a principal it could let use it makes the gateway connect for them. (Only
+        # the policy: pins and scans judge definitions, and there is none yet.)
+        policy = self.pipeline.stage("policy")
+        if policy is not None:
+            call.target = Entry(kind, name, owner,  # type: ignore[arg-type]
+                                name[len(self.prefixes[owner]):], {"name": name})
+            await policy.check_request(call)
+            call.target = None
         await users.get(call.principal.binding, owner)
         return getattr(self.catalog, kind)(name)
 
@@ -167,6 +179,7 @@ class Gateway:
         self.subscribers.close_listeners()
         await self.fanin.aclose()
         await self.pool.aclose()
+        await self.pipeline.aclose()
 
     # -- what the gateway offers ---------------------------------------------------------
 

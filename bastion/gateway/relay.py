@@ -92,15 +92,16 @@ class Relay:
                 and "task" not in result:
             raise UpstreamFailed(entry.upstream, "tools/call",
                                  "it returned an invalid result (no content list)")
-        return result
+        return await self._checked(call, result)
 
     async def get_prompt(self, call: Call) -> dict[str, Any]:
         entry = await self._target(call, "prompt", "name")
-        return await self.forward(call, entry, {"name": entry.original}, safe=True)
+        return await self._checked(
+            call, await self.forward(call, entry, {"name": entry.original}, safe=True))
 
     async def read_resource(self, call: Call) -> dict[str, Any]:
         entry = await self._target(call, "resource", "uri")
-        return await self.forward(call, entry, {}, safe=True)
+        return await self._checked(call, await self.forward(call, entry, {}, safe=True))
 
     async def complete(self, call: Call) -> dict[str, Any]:
         ref = call.params.get("ref")
@@ -244,6 +245,14 @@ class Relay:
 
                 result = await answer_on_session(request, result, again)
         return self._done(result, call, entry)
+
+    async def _checked(self, call: Call, result: dict[str, Any]) -> dict[str, Any]:
+        """A final result through the guard's result stages (scanning, redaction) before
+        the client sees it; `input_required` rounds and task handles pass as they are."""
+        pipeline = self.gateway.pipeline
+        if pipeline.checks_results and result_type(result) == COMPLETE and "task" not in result:
+            return await pipeline.check_result(call, result)
+        return result
 
     async def _tracked(self, active: ActiveCall, upstream: Upstream, method: str,
                        params: dict[str, Any], on_progress: ProgressCallback | None,

@@ -103,14 +103,15 @@ async def serve(config: BastionConfig, listener: Listener, *,
     """Run the gateway until SIGTERM/SIGINT (or, on stdio, until the client leaves)."""
     sock = None
     authenticator: Authenticator | None = None
+    host = listener.host or config.server.host
     if not listener.stdio:
-        host = listener.host or config.server.host
         check_listener(host, auth_mode=config.auth.mode)
         sock = bind_socket(host, config.server.port if listener.port is None else listener.port)
         authenticator = listener_authenticator(config, *sock.getsockname()[:2])
     key = load_session_key(config)
     gateway = Gateway(config, key=key, default_principal=local_principal(
-        frozenset(config.auth.local_roles)) if listener.stdio else ANONYMOUS)
+        frozenset(config.auth.local_roles)) if listener.stdio else ANONYMOUS,
+        loopback_only=listener.stdio or is_loopback_host(host))
     if authenticator is not None:
         await authenticator.start()
     await gateway.start()

@@ -50,6 +50,12 @@ class Stage:
     #: The name the configuration uses (`guard.stages`).
     name: str = ""
 
+    async def start(self) -> None:
+        """Start what the stage keeps running (store reloads); the gateway calls it once."""
+
+    async def aclose(self) -> None:
+        """Stop it again."""
+
     def check_headers(self, method: str, params: dict[str, Any], version: str,
                       headers: Mapping[str, str]) -> None:
         """A modern HTTP request's headers, before the protocol's own rules run (version,
@@ -86,6 +92,18 @@ class Pipeline:
         self._results = tuple(s for s in reversed(self.stages) if _overrides(s, "check_result"))
         self._lists = tuple(s for s in self.stages if _overrides(s, "filter_list"))
 
+    def stage(self, name: str) -> Stage | None:
+        """The configured stage called `name`, if there is one."""
+        return next((stage for stage in self.stages if stage.name == name), None)
+
+    async def start(self) -> None:
+        for stage in self.stages:
+            await stage.start()
+
+    async def aclose(self) -> None:
+        for stage in reversed(self.stages):
+            await stage.aclose()
+
     def check_headers(self, method: str, params: dict[str, Any], version: str,
                       headers: Mapping[str, str]) -> None:
         for stage in self._headers:
@@ -113,6 +131,10 @@ class Pipeline:
     @property
     def filters_lists(self) -> bool:
         return bool(self._lists)
+
+    @property
+    def checks_results(self) -> bool:
+        return bool(self._results)
 
 
 StageFactory = Callable[[Any], Stage]
