@@ -33,6 +33,7 @@ from bastion.config.keys import decode_session_key
 from bastion.config.pins import PinsConfig
 from bastion.config.policy import PolicyConfig
 from bastion.config.redaction import RedactionConfig
+from bastion.config.scan import ScanConfig
 
 #: Upstream names become tool-name prefixes and log labels: keep them plain.
 UPSTREAM_NAME_RULE = ("use letters, digits, '_', '.' or '-' (at most 64 characters, starting "
@@ -257,7 +258,7 @@ class ServerConfig(_Model):
 class GuardConfig(_Model):
     """The guard pipeline: stage names, in the order they run."""
 
-    stages: list[str] = Field(default_factory=lambda: ["header_body", "policy", "pin",
+    stages: list[str] = Field(default_factory=lambda: ["header_body", "policy", "pin", "scan",
                                                         "redact"])
 
 
@@ -282,6 +283,8 @@ class BastionConfig(_Model):
     pins: PinsConfig = Field(default_factory=PinsConfig)
     #: Secrets and PII removed from results before the agent sees them.
     redaction: RedactionConfig = Field(default_factory=RedactionConfig)
+    #: What the gateway does with the scanner's findings (tool poisoning, hidden text).
+    scan: ScanConfig = Field(default_factory=ScanConfig)
 
     #: The file this configuration was loaded from (None when built in code).
     _source: Path | None = PrivateAttr(default=None)
@@ -298,6 +301,10 @@ class BastionConfig(_Model):
         for name, upstream in self.mcp_servers.items():
             upstream.name = name
         self.pins.check_upstreams(self.mcp_servers)
+        unknown = sorted(set(self.scan.upstreams) - set(self.mcp_servers))
+        if unknown:
+            raise ValueError(f"scan.upstreams names upstreams that are not configured: "
+                             f"{', '.join(unknown)}")
         return self
 
     def anchor_paths(self) -> None:

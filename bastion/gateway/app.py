@@ -201,9 +201,14 @@ class Gateway:
         return caps
 
     def instructions(self) -> str | None:
+        """The upstreams' instructions, each under its name (what the scanner lets by)."""
+        scan = self.pipeline.stage("scan")
+        allowed = getattr(scan, "allowed_instructions", None)
         parts = []
         for upstream in self.pool:
             text = upstream.description.instructions if upstream.description else None
+            if text and allowed is not None:
+                text = allowed(upstream.name, text)
             if text:
                 parts.append(f"[{upstream.name}] {text}")
         return "\n\n".join(parts) or None

@@ -7,11 +7,13 @@ from bastion.guard.pin.stage import pin_stage
 from bastion.guard.pipeline import StageFactory
 from bastion.guard.policy import policy_stage
 from bastion.guard.redact.stage import redact_stage
+from bastion.guard.scan.stage import scan_stage
 
 #: Each factory gets the gateway (its `header_params_of`, catalogue and so on).
 STAGES: dict[str, StageFactory] = {
     "header_body": header_body_stage,
     "policy": policy_stage,
     "pin": pin_stage,
+    "scan": scan_stage,
     "redact": redact_stage,
 }
