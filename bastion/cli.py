@@ -25,6 +25,7 @@ from bastion.commands.dev_token import register as register_dev_token
 from bastion.commands.keys import register as register_keys
 from bastion.commands.pin import register as register_pin
 from bastion.commands.policy import register as register_policy
+from bastion.commands.scan import register as register_scan
 from bastion.config import BastionConfig, ConfigError, load_config, resolve_state_dir
 from bastion.protocol.errors import MCPError, ProtocolError
 from bastion.session.errors import SessionError
@@ -299,6 +300,7 @@ register_policy(app)
 register_keys(app)
 register_dev_token(app)
 register_pin(app)
+register_scan(app)
 
 
 def main() -> None:

@@ -26,11 +26,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bastion.client import Client, connect_http, connect_stdio
 from bastion.commands.keys import load
+from bastion.commands.upstream_probe import UPSTREAM_ERRORS, Offerings, probe_upstream
 from bastion.config import BastionConfig, UpstreamConfig, resolve_state_dir
 from bastion.config.pins import PIN_KINDS, PinKind
-from bastion.gateway.credentials import CredentialError, upstream_env, upstream_headers
 from bastion.guard.pin import (
     PinChecker,
     PinRecord,
@@ -41,16 +40,9 @@ from bastion.guard.pin import (
     server_identity,
 )
 from bastion.guard.pin.checker import REFRESH_INTERVAL
-from bastion.protocol.errors import METHOD_NOT_FOUND, MCPError, ProtocolError
-from bastion.session.errors import SessionError
-from bastion.transport.http.wire import HTTPTransportError
-from bastion.transport.stdio import ProcessStartError
 
 console = Console()
 errors = Console(stderr=True)
-#: What reaching an upstream may fail with; each becomes one line naming the upstream.
-_UPSTREAM_ERRORS = (MCPError, ProtocolError, SessionError, ProcessStartError, CredentialError,
-                    HTTPTransportError, OSError, ValueError)
 _STATUS_STYLES = {"approved": "green", "new": "yellow", "changed": "red", "renamed": "red",
                   "revoked": "red", "unverifiable": "red"}
 
@@ -121,55 +113,19 @@ def _kind(kind: str | None) -> PinKind | None:
 # -- the live definitions ---------------------------------------------------------------------
 
 
-def _connect(upstream: UpstreamConfig) -> Any:
-    """The client context for an upstream, built as the gateway builds its connection."""
-    probe = min(5.0, upstream.connect_timeout / 2)
-    if upstream.command is not None:
-        return connect_stdio([upstream.command, *upstream.args], env=upstream_env(upstream),
-                             cwd=upstream.cwd, mode=upstream.protocol, probe_timeout=probe,
-                             request_timeout=upstream.timeout)
-    if upstream.auth is not None and upstream.auth.oauth is not None:
-        raise ValueError("it uses per-user OAuth, which needs a user's browser; review its "
-                         "definitions through a running gateway")
-    return connect_http(upstream.url or "", headers=upstream_headers(upstream),
-                        mode=upstream.protocol, probe_timeout=probe,
-                        request_timeout=upstream.timeout,
-                        connect_timeout=upstream.connect_timeout, listen=False)
-
-
-async def _definitions(client: Client) -> list[tuple[PinKind, dict[str, Any]]]:
-    server = client.server
+def _definitions(offered: Offerings) -> list[tuple[PinKind, dict[str, Any]]]:
+    """What a pin covers: the instructions, tools, prompts and resource templates."""
     found: list[tuple[PinKind, dict[str, Any]]] = []
-    if server.instructions:
-        found.append(("instructions", instructions_definition(server.instructions)))
-    if "tools" in server.capabilities:
-        found += [("tool", item) for item in await client.list_tools()]
-    if "prompts" in server.capabilities:
-        found += [("prompt", item) for item in await client.list_prompts()]
-    if "resources" in server.capabilities:
-        try:
-            templates = await client.list_resource_templates()
-        except MCPError as exc:
-            # Resources without templates: some servers never implemented the method.
-            if exc.code != METHOD_NOT_FOUND:
-                raise
-            templates = []
-        found += [("template", item) for item in templates]
+    if offered.instructions:
+        found.append(("instructions", instructions_definition(offered.instructions)))
+    found += [("tool", item) for item in offered.tools]
+    found += [("prompt", item) for item in offered.prompts]
+    found += [("template", item) for item in offered.templates]
     return found
 
 
 async def _fetch(upstream: UpstreamConfig) -> list[tuple[PinKind, dict[str, Any]]]:
-    # Bounded as a whole: the handshake, then a few list requests.
-    limit = upstream.connect_timeout + upstream.timeout
-    try:
-        async with asyncio.timeout(limit):
-            async with _connect(upstream) as client:
-                return await _definitions(client)
-    except TimeoutError as exc:
-        if str(exc):
-            raise
-        raise TimeoutError(f"no complete answer within {limit:g} s (connect_timeout + "
-                           "timeout)") from None
+    return _definitions(await probe_upstream(upstream, resources=False))
 
 
 async def _fetch_all(upstreams: list[UpstreamConfig]
@@ -192,7 +148,7 @@ def _review(config: BastionConfig, servers: list[str] | None, names: list[str] |
     reached = True
     for upstream, fetched in zip(upstreams, fetched_all, strict=True):
         if isinstance(fetched, BaseException):
-            if not isinstance(fetched, _UPSTREAM_ERRORS):
+            if not isinstance(fetched, UPSTREAM_ERRORS):
                 raise fetched
             reached = False
             reason = str(fetched) or type(fetched).__name__

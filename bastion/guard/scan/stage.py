@@ -174,7 +174,10 @@ class ScanStage(Stage):
         entry = call.target
         upstream = entry.upstream if entry is not None else ""
         name = entry.original if entry is not None and entry.kind == "tool" else None
-        findings = self.scanner().scan_result(result, tool=name)
+        # `_meta` is protocol metadata for the client, not text the model reads.
+        scanned = {k: v for k, v in result.items() if k != "_meta"} if "_meta" in result \
+            else result
+        findings = self.scanner().scan_result(scanned, tool=name)
         if not findings:
             return result
         judgement = judge(findings, self.config.result_actions(upstream))
