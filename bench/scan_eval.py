@@ -23,7 +23,8 @@ plus a JSON dump of the rest; the text of a result), and count any rule match:
 
 Targets (a benchmark, not a test): recall >= 0.95 on poisoned descriptions, >= 0.9 on
 hidden-Unicode and result-injection shapes; false positives <= 1 % of real tools and at
-most 1 of the 12 traps; 1 MB result <= 20 ms, 1,000-tool catalogue <= 200 ms.
+most 1 of the 12 traps; 1 MB result <= 20 ms, 1,000-tool catalogue <= 200 ms (also with all
+1,000 names as `known_tools`), a small result <= 5 µs.
 """
 
 from __future__ import annotations
@@ -279,15 +280,39 @@ def speed(console: Console) -> dict[str, Any]:
         (corpus.CORPUS / "tool-results" / "agentdojo" / "suites").rglob("*.yaml")))
     prose = (environment * (1_000_000 // len(environment) + 1))[:1_000_000]
     scanner = Scanner()
+    # The gateway's view: public names `<upstream>__<name>`, every one of them known.
+    gateway = []
+    for i, tool in enumerate(catalogue):
+        upstream = f"up{i % 20}"
+        gateway.append(({**tool, "name": f"{upstream}__{tool['name']}"}, upstream))
+    known = {tool["name"]: upstream for tool, upstream in gateway}
+
+    def with_known() -> None:
+        full = Scanner(known_tools=known)
+        for tool, upstream in gateway:
+            full.scan_tool(tool, server=upstream)
+
+    small = {"content": [{"type": "text", "text": "The meeting moved to Thursday at 3 pm."}],
+             "resultType": "complete"}
+    loops = 20_000
+
+    def small_results() -> None:
+        for _ in range(loops):
+            scanner.scan_result(small)
+
+    small_best, small_median = _best(small_results)
     results = {
         "1,000-tool catalogue": (_best(lambda: [scanner.scan_tool(t, server="s")
                                                  for t in catalogue]), 200),
+        "1,000-tool catalogue, all 1,000 known": (_best(with_known), 200),
+        "small result (40 chars), µs per call": (
+            (small_best * 1000 / loops, small_median * 1000 / loops), 5),
         "1 MB result (JSON records)": (_best(lambda: scanner.scan_result(
             {"content": [{"type": "text", "text": data}]})), 20),
         "1 MB result (prose, AgentDojo text)": (_best(lambda: scanner.scan_result(
             {"content": [{"type": "text", "text": prose}]})), 20),
     }
-    table = Table(title="scanner latency (best / median of 7, ms)")
+    table = Table(title="scanner latency (best / median of 7, ms unless stated)")
     for col in ("input", "best", "median", "target", "met"):
         table.add_column(col, justify="right" if col != "input" else "left")
     for name, ((best, median), target) in results.items():
