@@ -165,7 +165,11 @@ class Relay:
         except MCPError as exc:
             map_task_error(exc, upstream_task, task_id)
             raise
-        return map_task_result(result, upstream_task, task_id)
+        mapped = map_task_result(result, upstream_task, task_id)
+        if method == "tasks/result":
+            # A task's result is the tool's result: it passes the same result stages.
+            return await self._checked(call, mapped)
+        return mapped
 
     async def _list_tasks(self, call: Call, owner: bytes) -> dict[str, Any]:
         """The caller's tasks on every upstream of its era that lists tasks (tasks created

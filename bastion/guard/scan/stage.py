@@ -186,7 +186,7 @@ class ScanStage(Stage):
         call.notes["scan_result"] = judgement.for_audit()
         what = f"the result of {call.method}" + (f" ({entry.key})" if entry else "")
         logger.warning("%s: %s (%s)", what, judgement.action, ", ".join(judgement.codes))
-        tool_result = call.method == "tools/call"
+        tool_result = call.method in ("tools/call", "tasks/result")
         if judgement.action == "block":
             message = (f"Bastion withheld {what}: it carries text aimed at the model "
                        f"({', '.join(judgement.codes)}).")
