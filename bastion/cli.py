@@ -230,6 +230,7 @@ def serve(
     from bastion.config import default_config
     from bastion.gateway.serve import Listener, ListenError, UnsafeListener
     from bastion.gateway.serve import serve as run_gateway
+    from bastion.guard.pipeline import GuardError
 
     if http and stdio:
         raise typer.BadParameter("give --http or --stdio, not both")
@@ -254,7 +255,7 @@ def serve(
     try:
         # uvloop, as the HTTP endpoint is served (measured: ~40 µs less CPU per call).
         uvloop.run(run_gateway(config, listener))
-    except (UnsafeListener, ListenError, ConfigError) as exc:
+    except (UnsafeListener, ListenError, ConfigError, GuardError) as exc:
         _refuse(exc, f"error: {exc}")
     except KeyboardInterrupt:
         pass

@@ -108,6 +108,19 @@ def _read_key_file(file: Path) -> bytes | None:
     return bytes.fromhex(text.decode("ascii"))
 
 
+def ensure_private_file(file: Path) -> None:
+    """Create `file` empty, readable by its owner only (0600, in a 0700 directory), before a
+    library such as SQLite creates it with the umask; take group and other permissions off
+    an existing one. `OSError` when that cannot be done."""
+    file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(file, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def create_secret_file(file: Path, content: bytes) -> None:
     """Write a new file readable by its owner only (0600), whole or not at all.
 

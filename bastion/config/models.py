@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from bastion.config.approvals import ApprovalsConfig
 from bastion.config.auth import AuthConfig
 from bastion.config.keys import decode_session_key
 from bastion.config.pins import PinsConfig
@@ -285,6 +286,9 @@ class BastionConfig(_Model):
     redaction: RedactionConfig = Field(default_factory=RedactionConfig)
     #: What the gateway does with the scanner's findings (tool poisoning, hidden text).
     scan: ScanConfig = Field(default_factory=ScanConfig)
+    #: Which calls wait for a person. The gateway stage is not built yet: the rules are
+    #: validated, and a gateway refuses to start with any (fail closed).
+    approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
 
     #: The file this configuration was loaded from (None when built in code).
     _source: Path | None = PrivateAttr(default=None)

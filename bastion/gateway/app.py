@@ -31,7 +31,7 @@ from bastion.gateway.user_upstreams import (
     UserUpstreams,
     authorization_answer,
 )
-from bastion.guard.pipeline import Call, build_pipeline
+from bastion.guard.pipeline import Call, GuardError, build_pipeline
 from bastion.guard.stages import STAGES
 from bastion.protocol.capabilities import has_extension
 from bastion.protocol.errors import InvalidParams, MethodNotFound, ResourceNotFound
@@ -102,6 +102,11 @@ class Gateway:
                                  on_connected=self.fanin.upstream_connected,
                                  on_disconnected=self.fanin.upstream_disconnected)
         self.relay = Relay(self)
+        if config.approvals.rules:
+            # Fail closed: rules that cannot be enforced must not look as if they were.
+            raise GuardError("approvals.rules are configured, but this version of the gateway "
+                             "cannot make a call wait for a person yet; remove them, or deny "
+                             "those calls with a policy rule until approvals are available")
         self.pipeline = build_pipeline(config.guard.stages, STAGES, self)
         self._header_params: dict[str, tuple[object, Mapping[str, tuple[str, ...]]]] = {}
         self._handlers: dict[str, Handler] = {

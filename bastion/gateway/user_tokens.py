@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 import sqlite3
 import threading
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bastion.client.oauth.store import ClientCredentials, TokenSet
+from bastion.config.keys import ensure_private_file
 
 logger = logging.getLogger("bastion.gateway.user_tokens")
 
@@ -94,11 +94,8 @@ class EncryptedTokenStore:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Created 0600 before SQLite opens it, so it is never readable by others.
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            os.chmod(self.path, 0o600)
+            ensure_private_file(self.path)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:

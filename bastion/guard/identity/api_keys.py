@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
 import sqlite3
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import orjson
 
+from bastion.config.keys import ensure_private_file
 from bastion.guard.identity.errors import InvalidToken, KeysUnavailable
 from bastion.protocol.principal import Principal
 
@@ -147,11 +147,8 @@ class ApiKeyStore:
 
     def _create_file(self) -> None:
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Created 0600 before SQLite opens it; SQLite gives its journal the same mode.
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
-            if self.path.stat().st_mode & 0o077:
-                os.chmod(self.path, 0o600)
+            ensure_private_file(self.path)
         except OSError as exc:
             raise ApiKeyError(f"cannot create the API key store {self.path}: "
                               f"{exc.strerror or exc}; check the state directory") from None

@@ -31,6 +31,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
+from bastion.config.keys import ensure_private_file
 from bastion.config.models import UpstreamConfig
 from bastion.guard.pin.canonical import (
     KEY_FIELDS,
@@ -222,13 +223,7 @@ class PinStore:
         """Create the file (0600, in a 0700 directory) before SQLite does (it would use the
         umask), and take group and other permissions off an existing one."""
         try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-            try:
-                if os.fstat(fd).st_mode & 0o077:
-                    os.fchmod(fd, 0o600)
-            finally:
-                os.close(fd)
+            ensure_private_file(self.path)
         except OSError as exc:
             raise PinStoreError(f"cannot create the pin store {self.path}: "
                                 f"{exc.strerror or exc}; check the state directory") from None
