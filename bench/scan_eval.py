@@ -48,6 +48,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from bastion.guard.scan import Scanner, verdict  # noqa: E402
+from bastion.guard.scan.names import content_tokens, skeleton_of  # noqa: E402
 from bastion.guard.scan.normalize import words_of_identifier  # noqa: E402
 from bastion.guard.scan.phrasing import _cached_signals  # noqa: E402
 from tests.scan import corpus  # noqa: E402
@@ -258,6 +259,8 @@ def _best(fn: Callable[[], object], repeat: int = 7) -> tuple[float, float]:
     for _ in range(repeat):
         _cached_signals.cache_clear()
         words_of_identifier.cache_clear()
+        skeleton_of.cache_clear()
+        content_tokens.cache_clear()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)

@@ -175,7 +175,7 @@ def _scan_source(scanner: Scanner, source: Source) -> list[ScannedItem]:
         info_name = offered.server_info.get("name") if isinstance(offered.server_info,
                                                                   dict) else None
         add("server", info_name if isinstance(info_name, str) and info_name else server,
-            scanner.scan_resource(offered.server_info, server=server))
+            scanner.scan_server_info(offered.server_info, server=server))
     if offered.instructions is not None:
         add("instructions", "instructions", scanner.scan_instructions(offered.instructions,
                                                                       server=server))

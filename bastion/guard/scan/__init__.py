@@ -7,7 +7,11 @@
 
 It scans whole objects: every string and key of a tool (name, title, description, input and
 output schemas at any depth, property names, defaults, enums, examples, unknown keys,
-annotations, `_meta`), of prompts and resources, the server's instructions, and results.
+annotations, `_meta`), of prompts and resources, the server's instructions and
+`serverInfo` (`scan_server_info`), and results (`scan_result`, on every call: its fixed
+cost is a few microseconds). `known_tools` is indexed once per Scanner, so a catalogue of
+thousands of tools is scanned in linear time; gateway-prefixed names (`edr__isolate_host`)
+and their bare names are recognised in references.
 
 Finding codes (stable; the part after the dot is the sub-code):
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from functools import cache
 
 from bastion.guard.scan.unicode import strip_text
@@ -88,8 +89,16 @@ def skeleton(text: str) -> str:
     return re.sub(r"[\s_.\-]+", "", text.lower())
 
 
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 _MIXED_CORE = re.compile(r"[A-Za-z][^\x00-\x7f\W]|[^\x00-\x7f\W][A-Za-z]")
 _WORD_CHARS = re.compile(r"\w*")
+
+
+def _cores(text: str) -> Iterator[re.Match[str]]:
+    """`_MIXED_CORE` matches, looked for only next to runs of non-ASCII characters (each
+    match holds one), which a mostly-ASCII text has few of."""
+    for run in _NON_ASCII_RUN.finditer(text):
+        yield from _MIXED_CORE.finditer(text, max(0, run.start() - 1), run.end() + 1)
 
 
 def _words_around(text: str, limit: int) -> list[str]:
@@ -97,7 +106,7 @@ def _words_around(text: str, limit: int) -> list[str]:
     core pattern, then widened to the whole word)."""
     found: list[str] = []
     last_end = -1
-    for m in _MIXED_CORE.finditer(text):
+    for m in _cores(text):
         if m.start() < last_end:
             continue
         start = m.start()

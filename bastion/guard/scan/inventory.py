@@ -6,13 +6,16 @@ surely as one in `description`. Inside a JSON Schema the walk knows which keys a
 keywords, which are property names and which values are data (`default`, `enum`,
 `examples`, `const`), because the rules differ for each.
 
-The walk is iterative and bounded (depth, containers, strings, characters): a hostile
-object cannot exhaust the stack or the CPU; the bound that was hit is reported.
+The walk is bounded (depth, containers, strings, characters): a hostile object cannot
+exhaust the stack or the CPU; the bound that was hit is reported.
+`walk_result` is the same walk for results (scanned on every call), cheaper: it leaves out
+protocol values that are fixed vocabulary and falls back to `walk` at any bound.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -89,40 +92,47 @@ def pointer(parent: str, token: str | int) -> str:
 
 
 def walk(value: object, *, base: str = "", mode: str = "generic",
-         limits: Limits | None = None) -> Iterator[Item]:
+         limits: Limits | None = None, role: str = "text", depth: int = 0) -> Iterator[Item]:
     """Every string and key below `value`, depth first, within the bounds of `limits`.
 
     `mode` says what `value` is: "generic" (an MCP object), "schema" (a JSON Schema),
-    "data" (arbitrary JSON; its strings are data).
+    "data" (arbitrary JSON; its strings are data). `role` and `depth` place a sub-tree
+    (`value` at `base`) as the walk of its whole object would.
     """
     limits = limits if limits is not None else Limits()
-    # The stack holds (value, pointer, mode, role for strings, depth).
-    stack: list[tuple[object, str, str, str, int]] = [(value, base, mode, "text", 0)]
-    while stack:
-        node, path, node_mode, role, depth = stack.pop()
-        if isinstance(node, str):
-            limits.strings += 1
-            limits.chars += len(node)
-            if limits.strings > MAX_STRINGS or limits.chars > MAX_CHARS:
-                limits.size = limits.size or path
-                return
-            yield Item(path, node, role)
-            continue
-        if not isinstance(node, dict | list):
-            continue  # numbers, booleans, null: nothing to read
-        limits.containers += 1
-        if limits.containers > MAX_CONTAINERS:
+    items: list[Item] = []
+    # At a bound, `limits` says which; what was read so far is scanned.
+    with suppress(_TooBig):
+        _collect(value, base, mode, role, depth, items, limits)
+    return iter(items)
+
+
+def _collect(node: object, path: str, mode: str, role: str, depth: int, items: list[Item],
+             limits: Limits) -> None:
+    # Recursion is bounded by MAX_DEPTH; a list is cheaper than a generator per level.
+    if isinstance(node, str):
+        limits.strings += 1
+        limits.chars += len(node)
+        if limits.strings > MAX_STRINGS or limits.chars > MAX_CHARS:
             limits.size = limits.size or path
-            return
-        if depth >= MAX_DEPTH:
-            limits.depth = limits.depth or path
-            continue
-        children = _children(node, path, node_mode, role, limits)
-        for child in reversed(children):
-            child_value, child_path, child_mode, child_role, key = child
-            if key is not None:
-                yield key
-            stack.append((child_value, child_path, child_mode, child_role, depth + 1))
+            raise _TooBig
+        items.append(_new(Item, (path, node, role, False)))
+        return
+    if not isinstance(node, _CONTAINERS):
+        return  # numbers, booleans, null: nothing to read
+    limits.containers += 1
+    if limits.containers > MAX_CONTAINERS:
+        limits.size = limits.size or path
+        raise _TooBig
+    if depth >= MAX_DEPTH:
+        limits.depth = limits.depth or path
+        return
+    depth += 1
+    for child_value, child_path, child_mode, child_role, key in _children(
+            node, path, mode, role, limits):
+        if key is not None:
+            items.append(key)
+        _collect(child_value, child_path, child_mode, child_role, depth, items, limits)
 
 
 _Child = tuple[object, str, str, str, Item | None]
@@ -185,3 +195,132 @@ def _generic_child(key: str, value: object, path: str) -> _Child:
     # A short printable ASCII key can hide nothing and say nothing; others are scanned.
     plain = len(key) < 30 and key.isascii() and key.isprintable()
     return (value, path, "generic", role, None if plain else Item(path, key, "key", True))
+
+
+#: Values of protocol keys that are fixed vocabulary: short printable ASCII that no rule
+#: reads, so the result walk leaves them out. Any other value is scanned as usual.
+FIXED_VOCABULARY = frozenset({
+    "text", "image", "audio", "resource", "resource_link", "complete", "input_required",
+    "incomplete", "user", "assistant", "text/plain", "text/markdown", "text/html",
+    "text/csv", "application/json", "image/png", "image/jpeg", "image/gif", "image/webp",
+    "audio/wav", "audio/mpeg", "application/octet-stream",
+})
+FIXED_VOCABULARY_KEYS = frozenset({"type", "resultType", "mimeType", "role"})
+#: Plain keys results use (no escaping, no key item, not a schema root).
+_PROTOCOL_KEYS = frozenset({"content", "contents", "type", "text", "resultType", "isError",
+                            "structuredContent", "mimeType", "uri", "resource", "messages",
+                            "role", "annotations", "audience", "priority", "name", "title",
+                            "description", "data", "blob", "lastModified", "size"})
+
+
+#: Faster than `Item(...)` (whose generated `__new__` is Python code), same result.
+_new = tuple.__new__
+_CONTAINERS = (dict, list)
+
+
+class _TooBig(Exception):
+    """The fast walk hit a bound: the caller walks again with `walk`, which reports it."""
+
+
+def walk_result(value: dict[str, object], limits: Limits) -> list[Item]:
+    """The strings and keys of a result (tool, prompt or resource), as `walk` finds them,
+    minus the protocol values that are fixed vocabulary (`type: text`,
+    `resultType: complete`, `mimeType: text/plain` ...): content text, embedded resource
+    text, prompt messages, resource contents and `structuredContent` at any depth are all
+    kept. Recursive and allocation-light, because every result of every call is scanned;
+    schema sub-trees (rare in results) go through `walk`."""
+    items: list[Item] = []
+    if _plain_text_result(value, items, limits):
+        return items
+    try:
+        _walk_generic(value, "", 0, items, limits)
+    except _TooBig:
+        fresh = Limits()
+        items = list(walk(value, limits=fresh))
+        limits.depth, limits.size = fresh.depth, fresh.size
+        limits.strings, limits.chars, limits.containers = (fresh.strings, fresh.chars,
+                                                           fresh.containers)
+        limits.odd_keys = fresh.odd_keys
+    return items
+
+
+def _plain_text_result(value: dict[str, object], items: list[Item], limits: Limits) -> bool:
+    """The commonest result, `{"content": [{"type": "text", "text": ...}, ...]}` with
+    optional `resultType`/`isError`, read without recursion; False (nothing added) for
+    any other shape."""
+    content = value.get("content")
+    if type(content) is not list or len(content) > 64:
+        return False
+    for key, other in value.items():
+        if key == "content" or (key == "isError" and type(other) is bool) or (
+                key == "resultType" and other in FIXED_VOCABULARY):
+            continue
+        return False
+    texts = []
+    for part in content:
+        if type(part) is not dict or len(part) != 2 or part.get("type") != "text":
+            return False
+        text = part.get("text")
+        if type(text) is not str:
+            return False
+        texts.append(text)
+    chars = sum(map(len, texts))
+    if chars > MAX_CHARS:
+        return False
+    items.extend(_new(Item, (f"/content/{i}/text", text, "text", False))
+                 for i, text in enumerate(texts))
+    limits.strings, limits.chars, limits.containers = len(texts), chars, len(texts) + 2
+    return True
+
+
+def _walk_generic(node: dict[str, object] | list[object], path: str, depth: int,
+                  items: list[Item], limits: Limits, role: str = "text") -> None:
+    limits.containers += 1
+    if limits.containers > MAX_CONTAINERS:
+        raise _TooBig
+    if depth >= MAX_DEPTH:
+        limits.depth = limits.depth or path
+        return
+    depth += 1
+    if isinstance(node, list):
+        for i, child in enumerate(node):
+            if isinstance(child, str):
+                limits.strings += 1
+                limits.chars += len(child)
+                items.append(_new(Item, (f"{path}/{i}", child, role, False)))
+            elif isinstance(child, _CONTAINERS):
+                _walk_generic(child, f"{path}/{i}", depth, items, limits, role)
+    else:
+        for key, child in node.items():
+            if key in _PROTOCOL_KEYS:
+                if isinstance(child, str):
+                    if child in FIXED_VOCABULARY and key in FIXED_VOCABULARY_KEYS:
+                        continue
+                    limits.strings += 1
+                    limits.chars += len(child)
+                    role_of = _GENERIC_FIELDS.get(key, "text")
+                    items.append(_new(Item, (f"{path}/{key}", child, role_of, False)))
+                elif isinstance(child, _CONTAINERS):
+                    _walk_generic(child, f"{path}/{key}", depth, items, limits,
+                                  _GENERIC_FIELDS.get(key, "text"))
+                continue
+            if not isinstance(key, str):
+                raise _TooBig  # odd keys: `walk` records them
+            child_path = pointer(path, key)
+            if key in _SCHEMA_ROOTS:
+                items.extend(walk(child, base=child_path, mode="schema", limits=limits,
+                                  depth=depth))
+                if limits.size:
+                    raise _TooBig
+                continue
+            if not (len(key) < 30 and key.isascii() and key.isprintable()):
+                items.append(Item(child_path, key, "key", True))
+            if isinstance(child, str):
+                limits.strings += 1
+                limits.chars += len(child)
+                items.append(Item(child_path, child, _GENERIC_FIELDS.get(key, "text")))
+            elif isinstance(child, _CONTAINERS):
+                _walk_generic(child, child_path, depth, items, limits,
+                              _GENERIC_FIELDS.get(key, "text"))
+    if limits.strings > MAX_STRINGS or limits.chars > MAX_CHARS:
+        raise _TooBig

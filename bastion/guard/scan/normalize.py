@@ -64,7 +64,14 @@ def words_of_identifier(name: str) -> str:
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{20,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){16,}(?![0-9A-Fa-f])")
 _PERCENT = re.compile(r"(?:%[0-9A-Fa-f]{2}[^%\s]{0,3}){6,}")
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{20}")
 _ENTITY = re.compile(r"(?:&#x?[0-9A-Fa-f]{1,6};|&[a-zA-Z]{2,8};)")
+
+
+def may_be_encoded(text: str) -> bool:
+    """Whether `decoded_payloads` could find anything (a cheap pre-check)."""
+    return len(text) <= DECODE_LIMIT and (
+        "%" in text or "&" in text or _LONG_TOKEN.search(text) is not None)
 
 
 def decoded_payloads(text: str, limit: int = 8) -> list[tuple[str, str]]:
@@ -72,6 +79,8 @@ def decoded_payloads(text: str, limit: int = 8) -> list[tuple[str, str]]:
     if len(text) > DECODE_LIMIT:
         return []
     found: list[tuple[str, str]] = []
+    if not _LONG_TOKEN.search(text):  # base64 and hex tokens both need 20 such characters
+        return _escaped(text, found)
     for m in _B64.finditer(text):
         if len(found) >= limit:
             break
@@ -87,6 +96,11 @@ def decoded_payloads(text: str, limit: int = 8) -> list[tuple[str, str]]:
         decoded = _readable(binascii.unhexlify(m.group()))
         if decoded:
             found.append(("hex", decoded))
+    return _escaped(text, found)
+
+
+def _escaped(text: str, found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """URL-encoded and HTML-entity text, added to `found`."""
     if "%" in text:
         for m in _PERCENT.finditer(text):
             decoded = unquote(m.group())

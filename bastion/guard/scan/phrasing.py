@@ -79,7 +79,9 @@ _DESTRUCTIVE_NAME = re.compile(r"(?:^|[_-])(?:delete|remove|drop|destroy|wipe|pu
                                r"(?:[_-]|$)")
 _EGRESS_NAME = re.compile(r"(?:^|[_-])(?:send|post|email|mail|upload|share|forward|publish"
                           r"|transfer|export)(?:[_-]|$)")
-_IDENT_TOKEN = re.compile(r"[a-z][a-z0-9]*(?:[_.-][a-z0-9]+)+")
+# A match never starts right after a letter (the letter would have started it), so the
+# look-behind changes nothing but the time: the engine stops trying inside words.
+_IDENT_TOKEN = re.compile(r"(?<![a-z])[a-z][a-z0-9]*(?:(?:__|[_.-])[a-z0-9]+)+")
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
@@ -210,6 +212,7 @@ _HEAD, _TAIL, _AROUND, _MAX_WINDOWS = 8_192, 4_096, 400, 32
 _ANCHORS = ("ignore", "disregard", "instruction", "assistant", "<important", "<system",
             "<information", "<critical", "[system", "you must", "system prompt", "id_rsa",
             "rm -rf", "sudo ", "curl ", "do not tell", "silently", "<|")
+_ANCHORS_BYTES = tuple(a.encode("ascii") for a in _ANCHORS)
 
 
 def analyze(text: str, ctx: TextContext) -> list[PhraseHit]:
@@ -217,6 +220,8 @@ def analyze(text: str, ctx: TextContext) -> list[PhraseHit]:
     if len(text) > LONG_TEXT:
         return _analyze_long(text, ctx)
     cased, norm, found = _signals(text)
+    if not found and not ctx.other_tools and not ctx.params:
+        return []  # nothing to enrich: the common case for ordinary text
     signals = _enrich(list(found), norm, ctx)
     if not signals:
         return []
@@ -230,10 +235,14 @@ def analyze(text: str, ctx: TextContext) -> list[PhraseHit]:
 
 
 def _analyze_long(text: str, ctx: TextContext) -> list[PhraseHit]:
-    low = text.lower()
+    # One byte per character, so offsets stay those of `text`; the anchors are ASCII, and
+    # no character outside Latin-1 lower-cases to one of their letters.
+    low = text.encode("latin-1", "replace").lower()
     end = len(text) - _TAIL
     spans = [(0, _HEAD), (end, len(text))]
-    for anchor in _ANCHORS:
+    for anchor in _ANCHORS_BYTES:
+        if len(spans) >= _MAX_WINDOWS:
+            break
         i = low.find(anchor, _HEAD, end)
         while i != -1 and len(spans) < _MAX_WINDOWS:
             spans.append((max(0, i - _AROUND), i + _AROUND))
@@ -292,10 +301,14 @@ def _enrich(signals: list[Signal], norm: str, ctx: TextContext) -> list[Signal]:
             if _EGRESS_NAME.search(t):
                 out.append(Signal("egress", s.start, s.end, target))
         out.append(s)
-    if ctx.other_tools:
-        for m in _IDENT_TOKEN.finditer(norm):
-            if m.group() in ctx.other_tools and m.group() not in ctx.self_names:
-                out.append(Signal("xref", m.start(), m.end(), m.group()))
+    others = ctx.other_tools
+    if others:
+        # Strings first (cheap); positions only for the rare text that names one.
+        named = {t for t in _IDENT_TOKEN.findall(norm) if t in others} - ctx.self_names
+        if named:
+            for m in _IDENT_TOKEN.finditer(norm):
+                if m.group() in named:
+                    out.append(Signal("xref", m.start(), m.end(), m.group()))
     if ctx.params:
         for m in _PARAM_SINK.finditer(norm):
             if m.group("p") in ctx.params:

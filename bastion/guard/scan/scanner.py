@@ -16,8 +16,13 @@ from typing import Any, Protocol
 
 from bastion.guard.scan.confusables import mixed_words
 from bastion.guard.scan.findings import Finding, Severity, make_finding
-from bastion.guard.scan.inventory import Item, Limits, walk
-from bastion.guard.scan.normalize import decoded_payloads, words_of_identifier
+from bastion.guard.scan.inventory import Item, Limits, walk, walk_result
+from bastion.guard.scan.names import NameIndex
+from bastion.guard.scan.normalize import (
+    decoded_payloads,
+    may_be_encoded,
+    words_of_identifier,
+)
 from bastion.guard.scan.phrasing import PhraseHit, TextContext, analyze
 from bastion.guard.scan.structure import (
     Hit,
@@ -28,6 +33,7 @@ from bastion.guard.scan.structure import (
     name_rules,
     parameter_rules,
     schema_item_rules,
+    website_rules,
 )
 from bastion.guard.scan.unicode import scan_text, visible
 
@@ -37,6 +43,7 @@ H, M = Severity.HIGH, Severity.MEDIUM
 LONG_DESCRIPTION = 2000
 _PROSE_ROLES = frozenset({"description", "title", "text", "extra"})
 _SCHEMA_PROSE = frozenset({"default", "const", "examples"})
+_NONE: Mapping[str, str] = {}
 
 
 class Classifier(Protocol):
@@ -51,8 +58,9 @@ class Scanner:
 
     `known_tools` maps every public tool name Bastion knows to its upstream, so the scanner
     can tell a tool of the same server from another server's (shadowing, collisions,
-    look-alike names). Scans of a tool, prompt or resource pass `server=` (the upstream the
-    object comes from); without it, cross-server checks are skipped.
+    look-alike names); it is indexed once here (`names.NameIndex`), so build one Scanner
+    per catalogue and reuse it. Scans of a tool, prompt or resource pass `server=` (the
+    upstream the object comes from); without it, cross-server checks are skipped.
     """
 
     def __init__(self, known_tools: Mapping[str, str] | None = None, *,
@@ -61,9 +69,12 @@ class Scanner:
         if known_tools is not None and not isinstance(known_tools, Mapping):
             raise TypeError("known_tools must map tool names to upstream names, got "
                             f"{type(known_tools).__name__}")
-        self.known_tools: dict[str, str] = dict(known_tools or {})
+        self._names = NameIndex(known_tools or {})
+        self.known_tools: dict[str, str] = self._names.known
         self._classifier = classifier
         self._classifier_threshold = classifier_threshold
+        #: tool name -> the context its results are read in (built once per name)
+        self._result_contexts: dict[str | None, TextContext] = {}
 
     # -- public entry points ----------------------------------------------------------------
 
@@ -81,7 +92,7 @@ class Scanner:
         limits = Limits()
         items = list(walk(tool, limits=limits))
         findings = self._strings_of(items, limits, "tool", ctx, context=False)
-        hits = name_rules(name, "/name", server=server, known_tools=self.known_tools)
+        hits = name_rules(name, "/name", server=server, known_tools=self._names)
         if any(item.role == "header" for item in items):
             hits += header_rules(schema, "/inputSchema")
         hits += parameter_rules(tool) + annotation_rules(tool) + icon_rules(tool)
@@ -112,7 +123,9 @@ class Scanner:
             return [_not_an_object("resource", resource)]
         if "contents" in resource:
             ctx = self._context("result", frozenset(), frozenset(), server)
-            return _dedupe(self._strings(resource, "resource.contents", ctx, context=True))
+            limits = Limits()
+            return _dedupe(self._strings_of(walk_result(resource, limits), limits,
+                                            "resource.contents", ctx, context=True))
         ctx = self._context("metadata", frozenset(), frozenset(), server)
         return _dedupe(self._strings(resource, "resource", ctx, context=False))
 
@@ -124,20 +137,47 @@ class Scanner:
         return _dedupe(self._strings_of([Item("", text, "description")], Limits(),
                                         "instructions", ctx, context=False))
 
+    def scan_server_info(self, info: object, *, server: str | None = None) -> list[Finding]:
+        """A server's `serverInfo` (initialize or server/discover): name, title, version,
+        description, icons, websiteUrl, and any other key it carries."""
+        if not isinstance(info, dict):
+            return [_not_an_object("serverInfo", info)]
+        ctx = self._context("metadata", frozenset(), frozenset(), server)
+        limits = Limits()
+        # A version is a token; one that reads as a sentence is read as one.
+        items = [item._replace(role="description") if item.path == "/version"
+                 and _has_words(item.text, 3) else item
+                 for item in walk(info, limits=limits)]
+        findings = self._strings_of(items, limits, "server", ctx, context=False)
+        hits = name_rules(info.get("name"), "/name", server=None, known_tools={},
+                          kind="server") + icon_rules(info) + website_rules(info)
+        findings += [self._hit(h, "server") for h in hits]
+        return _dedupe(findings)
+
     def scan_result(self, result: object, *, tool: str | None = None) -> list[Finding]:
         """A CallToolResult, GetPromptResult or ReadResourceResult: data the model reads."""
         if not isinstance(result, dict):
             return [_not_an_object("result", result)]
-        names = frozenset({tool.lower()}) if tool else frozenset()
-        ctx = self._context("result", names, frozenset(), None)
-        return _dedupe(self._strings(result, "result", ctx, context=True))
+        ctx = self._result_contexts.get(tool) if isinstance(tool, str | None) else None
+        if ctx is None:
+            if tool is not None and not isinstance(tool, str):
+                raise TypeError(f"tool must be the tool's name (a string) or None, got "
+                                f"{type(tool).__name__}")
+            names = frozenset({tool.lower()}) if tool else frozenset()
+            ctx = TextContext("result", names, frozenset(), _NONE)
+            if len(self._result_contexts) >= 4096:
+                self._result_contexts.clear()
+            self._result_contexts[tool] = ctx
+        limits = Limits()
+        findings = self._strings_of(walk_result(result, limits), limits, "result", ctx,
+                                    context=True)
+        return _dedupe(findings) if findings else findings
 
     # -- the layers ---------------------------------------------------------------------------
 
     def _context(self, surface: str, names: frozenset[str], params: frozenset[str],
                  server: str | None) -> TextContext:
-        others = {n.lower(): up for n, up in self.known_tools.items() if up != server} \
-            if server is not None else {}
+        others = self._names.others(server) if server is not None and self._names else _NONE
         return TextContext(surface, names, params, others)
 
     def _strings(self, obj: dict[str, Any], kind: str, ctx: TextContext, *,
@@ -150,16 +190,21 @@ class Scanner:
                     ctx: TextContext, *, context: bool) -> list[Finding]:
         out: list[Finding] = []
         for item in items:
-            for u in scan_text(item.text, context=context):
+            raw = item.text
+            for u in scan_text(raw, context=context):
                 out.append(make_finding(u.code, u.severity, item.path, u.message, u.evidence,
                                         _surface(kind, item.path)))
             in_schema = "Schema/" in item.path or item.path.startswith(
                 ("/annotations", "/_meta"))
             if in_schema:
                 out += [self._hit(h, kind) for h in schema_item_rules(item)]
-            if item.role == "binary" or len(item.text) < 8:
+            if item.role == "binary" or len(raw) < 8:
                 continue
-            out += [self._hit(h, kind) for h in markup_rules(item, context=context)]
+            # Literal checks first (the markup rules need one of these to fire at all);
+            # one regular-expression pass is cheaper than four on long non-ASCII text.
+            if ("](" in raw or "<!--" in raw or "<img" in raw or "<IMG" in raw) \
+                    if len(raw) < 4096 or raw.isascii() else _MARKUP_HINT.search(raw):
+                out += [self._hit(h, kind) for h in markup_rules(item, context=context)]
             text = self._readable(item, in_schema, context)
             if text is None:
                 continue
@@ -168,9 +213,10 @@ class Scanner:
             if in_schema and ctx.surface != "result":
                 item_ctx = TextContext("schema", ctx.self_names, ctx.params, ctx.other_tools)
             out += self._phrasing(text, item, item_ctx, surface, kind)
-            out += self._encoded(text, item, item_ctx, surface, kind)
-            words = mixed_words(text[:65_536])
-            if len(words) >= (3 if context else 1):
+            if len(text) >= 20 and may_be_encoded(text):
+                out += self._encoded(text, item, item_ctx, surface, kind)
+            words = [] if text.isascii() else mixed_words(text[:65_536])
+            if words and len(words) >= (3 if context else 1):
                 out.append(make_finding("E-HU01.confusable", H if len(words) >= 2 and not context
                                         else M, item.path, f"{len(words)} word(s) mix look-alike "
                                         "letters from different scripts",
@@ -244,6 +290,8 @@ class Scanner:
 
 def _has_words(text: str, n: int) -> bool:
     """At least `n` blank-separated words (without splitting a megabyte of text)."""
+    if len(text) <= 4096:
+        return len(text.split(None, n - 1)) >= n
     pos = 0
     for _ in range(n - 1):
         pos = _BLANK.search(text, pos)
@@ -254,6 +302,8 @@ def _has_words(text: str, n: int) -> bool:
 
 
 _BLANK = re.compile(r"\S\s+(?=\S)")
+# One of these is needed for any markup rule to fire (one pass instead of four).
+_MARKUP_HINT = re.compile(r"\]\(|<!--|<img|<IMG")
 
 
 def _phrase_code(hit: PhraseHit, ctx: TextContext, kind: str) -> str:

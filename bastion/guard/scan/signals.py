@@ -54,7 +54,8 @@ _SECRET_VERB = (r"(?:tell|inform|notify|alert|warn|let|ask|show|report|explain|d
 _MENTION = r"(?:mention|reveal|disclose|say|acknowledge|bring up|explain|report|show)"
 _NEG = (r"(?:do not|don't|dont|never|must not|mustn't|should not|shouldn't|shall not"
         r"|no need to|not to|avoid|refrain from)")
-_IDENT = r"[a-z][a-z0-9]*(?:[_-][a-z0-9]+)+"
+#: An identifier with separators, gateway-prefixed names (`edr__isolate_host`) included.
+_IDENT = r"[a-z][a-z0-9]*(?:(?:__|[_-])[a-z0-9]+)+"
 _QUOTED = (r"`[^`\s]{2,64}`|'[^'\s]{2,64}'|\"[^\"\s]{2,64}\"|\u2018[^\u2019\s]{2,64}\u2019"
            r"|\u201c[^\u201d\s]{2,64}\u201d")
 
@@ -462,11 +463,15 @@ _FAR = frozenset({"secrecy", "secrecy_user"})
 
 #: All-caps labels that claim authority ("CRITICAL SYSTEM UPDATE:"); matched on the
 #: case-kept text. A lone "IMPORTANT:" or "NOTE:" is ordinary documentation.
+_AUTH_WORDS = (r"SYSTEM|SECURITY|CRITICAL|ALERT|ADMIN|OVERRIDE|PROTOCOL|COMPLIANCE"
+               r"|MAINTENANCE|URGENT|MANDATORY|INTERNAL|PRIVILEGE|UPDATE|OPTIMIZATION"
+               r"|ENHANCEMENT|VALIDATION|NOTICE|DEV|DEVELOPER|ENVIRONMENT|PERFORMANCE|AUDIT"
+               r"|VERIFICATION|ACTION|INSTRUCTIONS?")
 AUTH_HEADER = re.compile(
-    r"(?:^|(?<=[\s>.:;!(\[]))(?:[A-Z]{2,}[ _-]){0,3}(?:SYSTEM|SECURITY|CRITICAL|ALERT|ADMIN"
-    r"|OVERRIDE|PROTOCOL|COMPLIANCE|MAINTENANCE|URGENT|MANDATORY|INTERNAL|PRIVILEGE|UPDATE"
-    r"|OPTIMIZATION|ENHANCEMENT|VALIDATION|NOTICE|DEV|DEVELOPER|ENVIRONMENT|PERFORMANCE"
-    r"|AUDIT|VERIFICATION|ACTION|INSTRUCTIONS?)(?:[ _-][A-Z]{2,}){0,3}\s*:")
+    r"(?:^|(?<=[\s>.:;!(\[]))(?:[A-Z]{2,}[ _-]){0,3}(?:" + _AUTH_WORDS
+    + r")(?:[ _-][A-Z]{2,}){0,3}\s*:")
+#: Every label holds one of the words: looked for first (one fast pass over the text).
+_AUTH_HINT = re.compile(_AUTH_WORDS)
 _LONE_LABELS = frozenset({"SYSTEM", "ADMIN", "OVERRIDE", "URGENT", "MANDATORY", "INSTRUCTIONS"})
 
 
@@ -553,6 +558,13 @@ GATES: dict[str, tuple[frozenset[str], tuple[str, ...]]] = {
 }
 #: Groups that only ever strengthen another: searched once some gated group has matched.
 PARTNERS = tuple(g for g in GROUPS if g not in GATES)
+_DOTTED_QUAD = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
+#: Partner groups whose every alternative holds one of these substrings or matches the
+#: pattern (a slow group is skipped when neither is there): for "internal", a host name
+#: or four dotted numbers.
+PARTNER_GATES: dict[str, tuple[tuple[str, ...], re.Pattern[str] | None]] = {
+    "internal": (("localhost", "metadata.google.internal", "[::1]"), _DOTTED_QUAD),
+}
 _WORDS = re.compile(r"[^\W\d_]+")
 _BY_WORD: dict[str, set[str]] = {}
 for _group, (_words, _subs) in GATES.items():
@@ -580,8 +592,11 @@ def find_signals(norm: str, cased: str | None = None) -> list[Signal]:
     if not out:
         return out
     for group in PARTNERS:
-        _search(group, norm, out)
-    if cased is not None and ":" in cased:
+        gate = PARTNER_GATES.get(group)
+        if gate is None or any(sub in norm for sub in gate[0]) or (
+                gate[1] is not None and gate[1].search(norm)):
+            _search(group, norm, out)
+    if cased is not None and ":" in cased and _AUTH_HINT.search(cased):
         for m in AUTH_HEADER.finditer(cased):
             label = m.group().strip().rstrip(":").strip()
             if " " in label or label in _LONE_LABELS:

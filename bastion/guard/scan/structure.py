@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from bastion.guard.scan.confusables import mixed_scripts, skeleton
 from bastion.guard.scan.findings import Severity
 from bastion.guard.scan.inventory import Item
+from bastion.guard.scan.names import NameIndex, content_tokens, skeleton_of
 from bastion.guard.scan.normalize import words_of_identifier
 from bastion.guard.scan.signals import GROUPS
 from bastion.guard.scan.unicode import visible
@@ -68,19 +69,14 @@ _HTML_IMG = re.compile(r"<[iI][mM][gG]\b[^>]{0,400}?\bsrc\s*=\s*['\"]?([^'\"\s>]
 _MD_LINK = re.compile(r"\]\(\s*<?([^)\s>]{1,2048})")
 _PLACEHOLDER = re.compile(r"\{\{|\{[a-z_]{3,}\}|\$\{|\$\(|%7b%7b|<[a-z_]{3,}>|\[[A-Z_]{4,}\]",
                           re.I)
-_VERB_SYNONYMS = {"get": "get", "fetch": "get", "retrieve": "get", "read": "get", "load": "get",
-                  "list": "get", "query": "get", "find": "get", "lookup": "get", "search": "get",
-                  "obtain": "get", "pull": "get", "show": "get"}
-_PROMO_WORDS = frozenset({"best", "premium", "ultimate", "pro", "advanced", "super", "top",
-                          "official", "enhanced", "better", "plus", "new", "secure", "real",
-                          "true", "v2", "fast", "smart"})
 
 
 # -- names ---------------------------------------------------------------------------------
 
 def name_rules(name: object, path: str, *, server: str | None,
-               known_tools: Mapping[str, str], kind: str = "tool") -> list[Hit]:
-    """A tool (or prompt) name: charset, mixed scripts, collisions with other upstreams."""
+               known_tools: Mapping[str, str] | NameIndex, kind: str = "tool") -> list[Hit]:
+    """A tool (or prompt) name: charset, mixed scripts, collisions with other upstreams
+    (`known_tools` indexed once, as a `NameIndex`, when many names are checked)."""
     if not isinstance(name, str) or not name:
         return [Hit("E-TP02.name", H, path, f"the {kind} has no name (or a non-string one); "
                     "drop it", None)]
@@ -94,23 +90,23 @@ def name_rules(name: object, path: str, *, server: str | None,
                         f"({', '.join(sorted(scripts))}): a look-alike of "
                         f"`{skeleton(name)}`", visible(name)))
     if known_tools and server is not None:
-        hits.extend(_collisions(name, path, server, known_tools))
+        index = known_tools if isinstance(known_tools, NameIndex) else NameIndex(known_tools)
+        hits.extend(_collisions(name, path, server, index))
     return hits
 
 
-def _collisions(name: str, path: str, server: str,
-                known_tools: Mapping[str, str]) -> list[Hit]:
+def _collisions(name: str, path: str, server: str, index: NameIndex) -> list[Hit]:
     hits: list[Hit] = []
-    skel = skeleton(name)
-    tokens = _content_tokens(name)
-    for other, upstream in known_tools.items():
+    skel = skeleton_of(name)
+    tokens = content_tokens(name)
+    for _, other, upstream in index.candidates(name):
         if other == name and upstream == server:
             continue
         if other == name:
             hits.append(Hit("E-TP02.collision", H, path, f"`{name}` is also a tool of "
                             f"upstream `{upstream}`: two servers claim the same name",
                             name))
-        elif skeleton(other) == skel:
+        elif skeleton_of(other) == skel:
             if name.isascii() and other.isascii():
                 hits.append(Hit("E-TP02.collision", H, path, f"`{name}` differs from "
                                 f"`{other}` ({upstream}) only in case or separators",
@@ -119,19 +115,10 @@ def _collisions(name: str, path: str, server: str,
                 hits.append(Hit("E-TP02.confusable", C, path, f"`{visible(name)}` looks "
                                 f"like `{other}` of upstream `{upstream}` but is spelt "
                                 "with other characters", visible(name)))
-        elif upstream != server and tokens and tokens == _content_tokens(other):
+        elif upstream != server and tokens and tokens == content_tokens(other):
             hits.append(Hit("E-TP02.overlap", M, path, f"`{name}` duplicates the function of "
                             f"`{other}` ({upstream}) under another name", name))
     return hits
-
-
-def _content_tokens(name: str) -> frozenset[str]:
-    """The words of a name with verb synonyms merged and promotional words dropped:
-    `fetch_historical_stock_prices` and `Get_Stock_HistoricalPrices` compare equal."""
-    words = words_of_identifier(name).split()
-    out = {_VERB_SYNONYMS.get(w, w) for w in words if w not in _PROMO_WORDS}
-    out.discard("for")
-    return frozenset(out) if len(out) >= 2 else frozenset()
 
 
 # -- schema fields ---------------------------------------------------------------------------
@@ -352,6 +339,26 @@ def icon_rules(tool: Mapping[str, object]) -> list[Hit]:
             hits.append(Hit("E-TP01.icon", M, path, "the icon is fetched over plain HTTP or "
                             "from an internal address", visible(src, 80)))
     return hits
+
+
+def website_rules(info: Mapping[str, object]) -> list[Hit]:
+    """`serverInfo.websiteUrl`: an https (or http) page; active, local or internal
+    addresses are not a website a client should show or open."""
+    url = info.get("websiteUrl")
+    if url is None:
+        return []
+    path = "/websiteUrl"
+    if not isinstance(url, str):
+        return [Hit("E-TP01.link", M, path, "the website URL is not a string", None)]
+    low = url.strip().lower()
+    if not low.startswith(("https://", "http://")):
+        severity = H if low.startswith(("javascript:", "vbscript:", "data:", "file:")) else M
+        return [Hit("E-TP01.link", severity, path, "the website URL is not an http(s) "
+                    "address", visible(url, 120))]
+    if _is_internal(urlsplit(url.strip()).hostname or ""):
+        return [Hit("E-TP01.link", M, path, "the website URL points at a local or internal "
+                    "address", visible(url, 120))]
+    return []
 
 
 # -- markup in any string --------------------------------------------------------------------

@@ -70,6 +70,7 @@ _RTL = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\U00010800-\U00010fff
 _WHITESPACE_RUN = re.compile(r"[ \t\u00a0\u2000-\u200a\u3000]{80,}")
 _VERTICAL_RUN = re.compile(r"\n(?:[ \t]*\r?\n){11,}")
 _SPACES = " " * 80
+_NEWLINES = b"\n" * 12
 _WIDE_BLANKS = re.compile("[\u00a0\u2000-\u200a\u3000]{8}")
 
 
@@ -120,9 +121,10 @@ def scan_text(text: str, *, context: bool = False) -> list[UnicodeHit]:
     """
     hits: list[UnicodeHit] = []
     if text.isascii():
-        if text.encode("ascii").translate(None, _ASCII_PRINTABLE):
+        raw = text.encode("ascii")
+        if raw.translate(None, _ASCII_PRINTABLE):
             _controls(text, hits, context)
-        return _padding(text, hits, context)
+        return _padding(text, hits, context, raw=raw)
     classes: set[str] = set()
     # In C: the ASCII controls, and the non-ASCII characters alone (deleting ASCII bytes
     # from UTF-8 leaves whole sequences); only when one of those is suspect is the text
@@ -139,12 +141,16 @@ def scan_text(text: str, *, context: bool = False) -> list[UnicodeHit]:
         hits.append(UnicodeHit("E-HU01.multi", H, "three or more kinds of hidden characters "
                                "in one string: this is deliberate concealment; remove them",
                                None))
-    return _padding(text, hits, context)
+    # Wide blanks are non-ASCII: a run of them in `text` is a run in `non_ascii` too.
+    return _padding(text, hits, context, wide=bool(_WIDE_BLANKS.search(non_ascii)), raw=raw)
 
 
-def _padding(text: str, hits: list[UnicodeHit], context: bool) -> list[UnicodeHit]:
+def _padding(text: str, hits: list[UnicodeHit], context: bool, wide: bool = False,
+             raw: bytes | None = None) -> list[UnicodeHit]:
     """Long runs of blanks that push the text after them out of view. Literal searches
-    first: a regular expression over every space of a large text is slow."""
+    first: a regular expression over every space of a large text is slow. `wide`: the
+    text may hold a run of non-ASCII blanks (the caller checked its non-ASCII part); `raw`:
+    the text encoded as UTF-8, when the caller has it."""
     if len(text) < 80:
         return hits
     end = -1
@@ -153,11 +159,14 @@ def _padding(text: str, hits: list[UnicodeHit], context: bool) -> list[UnicodeHi
         end = start + 80
         while end < len(text) and text[end] == " ":
             end += 1
-    elif "\n\n" in text or "\n \n" in text or "\n\t\n" in text:
+    elif ("\n\n" in text or "\n \n" in text or "\n\t\n" in text) and (
+            # A run of blank lines is twelve newlines in a row once blanks are deleted
+            # (in C, on the encoded text); only then is it looked for.
+            raw is None or _NEWLINES in raw.translate(None, b" \t\r")):
         m = _VERTICAL_RUN.search(text)
         if m:
             start, end = m.start(), m.end()
-    if end == -1 and not text.isascii() and _WIDE_BLANKS.search(text):
+    if end == -1 and wide and _WIDE_BLANKS.search(text):
         m = _WHITESPACE_RUN.search(text)
         if m:
             start, end = m.start(), m.end()
