@@ -31,6 +31,8 @@ from bastion.gateway.user_upstreams import (
     UserUpstreams,
     authorization_answer,
 )
+from bastion.guard.approval.service import ApprovalService
+from bastion.guard.approval.stage import ApprovalPending, ApprovalStage
 from bastion.guard.pipeline import Call, GuardError, build_pipeline
 from bastion.guard.stages import STAGES
 from bastion.protocol.capabilities import has_extension
@@ -102,12 +104,15 @@ class Gateway:
                                  on_connected=self.fanin.upstream_connected,
                                  on_disconnected=self.fanin.upstream_disconnected)
         self.relay = Relay(self)
-        if config.approvals.rules:
+        if config.approvals.rules and "approval" not in config.guard.stages:
             # Fail closed: rules that cannot be enforced must not look as if they were.
-            raise GuardError("approvals.rules are configured, but this version of the gateway "
-                             "cannot make a call wait for a person yet; remove them, or deny "
-                             "those calls with a policy rule until approvals are available")
+            raise GuardError("approvals.rules are configured, but guard.stages does not list "
+                             "'approval'; add it (after 'policy'), or remove the rules")
         self.pipeline = build_pipeline(config.guard.stages, STAGES, self)
+        #: The approvals this gateway enforces (shared with the admin API and the page, so a
+        #: decision made here wakes the waiting call at once), or None without rules.
+        self.approvals: ApprovalService | None = getattr(
+            self.pipeline.stage("approval"), "service", None)
         self._header_params: dict[str, tuple[object, Mapping[str, tuple[str, ...]]]] = {}
         self._handlers: dict[str, Handler] = {
             "server/discover": self._discover,
@@ -141,6 +146,13 @@ class Gateway:
             self.oauth_upstreams, store=store, authorizations=self.authorizations,
             redirect_uri=redirect_uri, handlers_for=self.fanin.handlers_for,
             learn=self._learn)
+
+    def set_public_origin(self, origin: str) -> None:
+        """Where clients reach this gateway (`https://host[:port]`, as `serve` knows it once
+        listening): the approval page a waiting call is sent to is under it."""
+        stage = self.pipeline.stage("approval")
+        if isinstance(stage, ApprovalStage):
+            stage.origin = origin.rstrip("/")
 
     async def upstream_for(self, call: Call, name: str) -> Upstream | UserUpstream | None:
         """The connection a call to `name` goes over: the shared one, or the caller's own
@@ -282,6 +294,8 @@ class Gateway:
                 result = await handler(call)
             except AuthorizationRequired as exc:
                 result = authorization_answer(exc, request.era, self.relay.sealer_for(call))
+            except ApprovalPending as exc:  # the call waits for a person (input_required)
+                result = exc.result
         if request.era is Era.MODERN:
             result.setdefault("resultType", COMPLETE)
             if method in CACHEABLE_METHODS and result["resultType"] == COMPLETE:

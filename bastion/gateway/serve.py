@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from bastion.admin import approval_routes
 from bastion.config import BastionConfig, load_session_key, resolve_state_dir
 from bastion.config.auth import is_loopback_host, listener_resource_url
 from bastion.gateway.app import Gateway
@@ -139,12 +140,17 @@ def listener_authenticator(config: BastionConfig, host: str, port: int) -> Authe
                                state_dir=resolve_state_dir(config))
 
 
-def callback_url(config: BastionConfig, host: str, port: int) -> str:
-    """The gateway's OAuth redirect URI: `/oauth/callback` at its public origin (that of
-    `auth.resource`, else the listener's)."""
+def public_origin(config: BastionConfig, host: str, port: int) -> str:
+    """Where clients reach the gateway: the origin of `auth.resource`, else the
+    listener's."""
     resource = config.auth.resource_url(listener_resource_url(host, port, config.server.path))
     parts = urlsplit(resource)
-    return f"{parts.scheme}://{parts.netloc}{CALLBACK_PATH}"
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def callback_url(config: BastionConfig, host: str, port: int) -> str:
+    """The gateway's OAuth redirect URI: `/oauth/callback` at its public origin."""
+    return public_origin(config, host, port) + CALLBACK_PATH
 
 
 def http_server(gateway: Gateway, config: BastionConfig, host: str, port: int,
@@ -160,6 +166,13 @@ def http_server(gateway: Gateway, config: BastionConfig, host: str, port: int,
         gateway.enable_user_oauth(callback_url(config, host, port),
                                   EncryptedTokenStore.in_state_dir(resolve_state_dir(config), key))
         routes += gateway.authorizations.routes()
+    origin = public_origin(config, host, port)
+    gateway.set_public_origin(origin)
+    if authenticator is not None and gateway.approvals is not None:
+        # Approvers act in this process, so a decision wakes the waiting call at once. No
+        # admin API without authentication: the CLI on the host remains.
+        routes += approval_routes(gateway.approvals, authenticator, csrf_key=key,
+                                  origins=[origin])
     return uvicorn_server(
         gateway, host, port, path=settings.path,
         allowed_hosts=settings.allowed_hosts or [*LOOPBACK_HOSTS],

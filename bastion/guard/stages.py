@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bastion.guard.approval.stage import approval_stage
 from bastion.guard.header_body import header_body_stage
 from bastion.guard.pin.stage import pin_stage
 from bastion.guard.pipeline import StageFactory
@@ -14,6 +15,7 @@ STAGES: dict[str, StageFactory] = {
     "header_body": header_body_stage,
     "policy": policy_stage,
     "pin": pin_stage,
+    "approval": approval_stage,
     "scan": scan_stage,
     "redact": redact_stage,
 }
