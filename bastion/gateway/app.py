@@ -16,6 +16,7 @@ from typing import Any
 from bastion import __version__
 from bastion.config import BastionConfig
 from bastion.config.auth import is_loopback_host
+from bastion.gateway.approval_tasks import ApprovalTasks
 from bastion.gateway.authorizations import Authorizations
 from bastion.gateway.bridge import ActiveCalls, ParkedCalls
 from bastion.gateway.catalog import Catalog, Entry
@@ -113,6 +114,8 @@ class Gateway:
         #: decision made here wakes the waiting call at once), or None without rules.
         self.approvals: ApprovalService | None = getattr(
             self.pipeline.stage("approval"), "service", None)
+        #: Calls held for an approval as tasks the gateway owns (both eras).
+        self.approval_tasks = ApprovalTasks(self)
         self._header_params: dict[str, tuple[object, Mapping[str, tuple[str, ...]]]] = {}
         self._handlers: dict[str, Handler] = {
             "server/discover": self._discover,
@@ -193,6 +196,7 @@ class Gateway:
         if self.user_upstreams is not None:
             await self.user_upstreams.aclose()
         self.parked.close()
+        self.approval_tasks.close()
         self.subscribers.close_listeners()
         await self.fanin.aclose()
         await self.pool.aclose()
@@ -211,6 +215,12 @@ class Gateway:
             "logging": {},
         }
         if self.relay.has_tasks(era):
+            if era is Era.MODERN:
+                caps["extensions"] = {TASKS_EXTENSION: {}}
+            else:
+                caps["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+        elif self.approvals is not None:
+            # A call that waits for an approval can be held as a task of the gateway's own.
             if era is Era.MODERN:
                 caps["extensions"] = {TASKS_EXTENSION: {}}
             else:
@@ -270,6 +280,7 @@ class Gateway:
         self.subscribers.connections.discard(connection)  # type: ignore[arg-type]
         self.fanin.connection_closed(connection)
         self.tasks.connection_closed(connection)
+        self.approval_tasks.connection_closed(connection)
 
     def end_streams(self, source: object) -> None:
         self.subscribers.close_listeners(source)

@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bastion.gateway.approval_tasks import APPROVAL_TASKS
 from bastion.gateway.bridge import (
     ActiveCall,
     ParkedCall,
@@ -26,6 +27,7 @@ from bastion.gateway.bridge import (
 from bastion.gateway.errors import UpstreamFailed
 from bastion.gateway.fanin import fetch_all
 from bastion.gateway.tasks import map_task_error, map_task_result
+from bastion.guard.approval.stage import TASK_NOTE
 from bastion.guard.pipeline import Call
 from bastion.protocol import messages
 from bastion.protocol.errors import InvalidParams, MCPError
@@ -84,6 +86,13 @@ class Relay:
             raise InvalidParams('tools/call "arguments" must be an object',
                                 data={"field": "arguments"})
         entry = await self._target(call, "tool", "name")
+        if call.notes.get(TASK_NOTE) is not None:  # held for an approval: a task answers
+            return await self.gateway.approval_tasks.start(call, entry)
+        return await self.run_tool(call, entry)
+
+    async def run_tool(self, call: Call, entry: Entry) -> dict[str, Any]:
+        """A tools/call the guard let through, to its upstream and back through the result
+        stages."""
         annotations = entry.definition.get("annotations")
         safe = isinstance(annotations, dict) and (
             annotations.get("readOnlyHint") is True or annotations.get("idempotentHint") is True)
@@ -153,6 +162,8 @@ class Relay:
             return await self._list_tasks(call, owner)
         task_id = call.params.get("taskId")
         name, upstream_task = tasks.open(task_id, owner)
+        if name == APPROVAL_TASKS:  # the gateway's own: a call held for an approval
+            return await self.gateway.approval_tasks.request(call, upstream_task, task_id)
         upstream = self.gateway.pool.get(name)
         if upstream is None:  # issued before the configuration lost that upstream
             raise InvalidParams(f"task {task_id!r} belongs to upstream {name!r}, which is "
@@ -185,6 +196,7 @@ class Relay:
         for upstream, found in zip(upstreams, listed, strict=True):
             if isinstance(found, list):  # an upstream that fails to list shows none
                 mine.extend(self.gateway.tasks.listed(upstream.name, found, owner))
+        mine.extend(self.gateway.approval_tasks.listed(call))
         return paginate(mine, "tasks", call.params.get("cursor"), self.gateway.page_size)
 
     def _same_era(self, call: Call, upstream: Upstream, task_id: str) -> None:

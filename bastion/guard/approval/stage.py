@@ -22,6 +22,11 @@ How the client waits depends on what it supports:
   approved (and is asked again meanwhile);
 - a legacy 2025-11-25 client that declares `elicitation.url`: the -32042 error with the same
   elicitation; its retry with the same arguments finds the request by its binding;
+- a legacy 2025-11-25 client whose call asks for a task (`params.task`), or a modern client
+  that declares the tasks extension (either takes precedence over URL elicitation): the
+  stage opens the request, leaves its id under `TASK_NOTE` and lets the pipeline go on; the
+  gateway answers at once with a task of its own (`bastion.gateway.approval_tasks`), whose
+  job waits for the decision (`approved`) and then runs the call as a plain one;
 - any other client waits in the call, as described above.
 
 A consumed approval is never reused: a call after it opens a new request. A modern retry that
@@ -54,13 +59,14 @@ from bastion.guard.approval.service import ApprovalService
 from bastion.guard.approval.store import ApprovalStore
 from bastion.guard.pipeline import Call, Stage
 from bastion.guard.policy.stage import target_of
-from bastion.protocol.capabilities import elicitation_modes
+from bastion.protocol.capabilities import elicitation_modes, has_extension
 from bastion.protocol.errors import (
     InternalError,
     InvalidParams,
     MCPError,
     URLElicitationRequired,
 )
+from bastion.protocol.methods import TASKS_EXTENSION
 from bastion.protocol.principal import ANONYMOUS, Principal
 from bastion.protocol.results import input_required
 from bastion.protocol.sealed import StateSealer, request_binding
@@ -83,6 +89,11 @@ URL_ELICITATION_VERSION = "2025-11-25"
 MAX_ASKED = 4096
 #: State keys of the relay's own rounds: a call carrying one was already let through.
 _RELAY_STATES = ("upstream", "parked")
+#: Where the stage leaves the approval a task-augmented call waits for: the gateway must
+#: answer with a task and run the call only after `ApprovalStage.approved`.
+TASK_NOTE = "approval_task"
+#: Seconds per wait for a held task's decision (the request's own expiry ends the wait).
+TASK_WAIT_STEP = 30.0
 
 
 class ApprovalPending(Exception):
@@ -155,7 +166,7 @@ class ApprovalStage(Stage):
                 request = await self._resumed(opened[NOTE], call, principal)
                 await self._settle(call, request, principal, target, arguments, version)
                 return
-        elif self._elicits_legacy(call):
+        elif self._elicits_legacy(call) and not wants_task(call):
             found = await self._asked_before(_key(principal, target, _digest(arguments),
                                                   version))
             if found is not None:
@@ -170,6 +181,9 @@ class ApprovalStage(Stage):
                                 f"failed: {exc}") from None
         call.notes[NOTE] = request.id
         logger.info("approval %s opened for %s (rule %s)", request.id, target.name, rule.name)
+        if wants_task(call):
+            call.notes[TASK_NOTE] = request.id
+            return
         if self._elicits_modern(call):
             self._ask_modern(call, request, principal)
         if era is Era.LEGACY and self._elicits_legacy(call):
@@ -188,6 +202,34 @@ class ApprovalStage(Stage):
                 # The call already ran: the record is the audit's, not the client's concern.
                 logger.warning("approval %s: the result was not recorded: %s", approval_id, exc)
         return result
+
+    # -- a call held for a task -----------------------------------------------------------
+
+    async def approved(self, call: Call) -> None:
+        """For a call held for a task (`TASK_NOTE`): wait until its request is decided (its
+        expiry bounds the wait), then consume the approval; `ApprovalDenied` when it was not
+        approved. Cancelled (the task was cancelled or expired): the request is withdrawn."""
+        approval_id = call.notes.get(TASK_NOTE)
+        if not isinstance(approval_id, str):
+            raise InternalError("the call was not held for an approval task")
+        try:
+            current = await self.service.wait(approval_id, TASK_WAIT_STEP)
+            while current.status == "pending":
+                current = await self.service.wait(approval_id, TASK_WAIT_STEP)
+        except asyncio.CancelledError:
+            await self._withdraw_shielded(approval_id, "the task was cancelled")
+            raise
+        principal = _principal(call)
+        arguments = call.params.get("arguments")
+        await self._consume(call, current, principal, target_of(call.target),
+                            arguments if isinstance(arguments, dict) else {},
+                            _policy_version(call))
+
+    async def _withdraw_shielded(self, approval_id: str, reason: str) -> None:
+        try:
+            await asyncio.shield(self._withdraw(approval_id, reason))
+        except ApprovalError as exc:  # the cancellation goes on; the expiry closes it
+            logger.warning("approval %s was not withdrawn: %s", approval_id, exc)
 
     # -- asking through a URL elicitation ----------------------------------------------------
 
@@ -304,10 +346,7 @@ class ApprovalStage(Stage):
                 await call.request.incoming.report_progress(
                     step, None, f"waiting for approval {request.id} (expires {expires})")
         except asyncio.CancelledError:
-            try:
-                await asyncio.shield(self._withdraw(request.id, "the client cancelled the call"))
-            except ApprovalError as exc:  # the cancellation goes on; the expiry closes it
-                logger.warning("approval %s was not withdrawn: %s", request.id, exc)
+            await self._withdraw_shielded(request.id, "the client cancelled the call")
             raise
         reason = f"not approved within {self.wait:g} s while the call waited"
         withdrawn = await self._withdraw(request.id, reason)
@@ -353,6 +392,17 @@ def _why(request: ApprovalRequest) -> str:
     if request.status == "executed":
         return "was already used (an approval allows one call)"
     return f"is {request.status}"
+
+
+def wants_task(call: Call) -> bool:
+    """Whether a tools/call may be answered with a task the gateway holds: a legacy
+    2025-11-25 call with `params.task` (an object), or a modern one whose client declares the
+    tasks extension."""
+    request = call.request
+    if request.era is Era.MODERN:
+        return has_extension(request.client_capabilities, TASKS_EXTENSION)
+    return (at_least(request.version, URL_ELICITATION_VERSION)
+            and isinstance(call.params.get("task"), dict))
 
 
 def _principal(call: Call) -> Principal:
