@@ -22,6 +22,7 @@ from rich.text import Text
 from bastion import __version__
 from bastion.client import Client, ClientHandlers, connect_http, connect_stdio
 from bastion.commands.approvals import register as register_approvals
+from bastion.commands.audit import register as register_audit
 from bastion.commands.dev_token import register as register_dev_token
 from bastion.commands.keys import register as register_keys
 from bastion.commands.pin import register as register_pin
@@ -304,6 +305,7 @@ register_dev_token(app)
 register_pin(app)
 register_scan(app)
 register_approvals(app)
+register_audit(app)
 
 
 def main() -> None:
