@@ -35,6 +35,7 @@ import orjson
 
 from bastion.config.keys import ensure_private_file
 from bastion.guard.identity.errors import InvalidToken, KeysUnavailable
+from bastion.guard.refresh import SnapshotRefresher
 from bastion.protocol.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -212,23 +213,17 @@ class ApiKeyVerifier:
     def __init__(self, store: ApiKeyStore, *, refresh_interval: float = REFRESH_INTERVAL
                  ) -> None:
         self.store = store
-        self._interval = refresh_interval
         self._snapshot: dict[str, ApiKeyRecord] = {}
-        self._loaded_at: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = SnapshotRefresher(self.reload, refresh_interval,
+                                            max_age=MAX_SNAPSHOT_AGE, name="api-key-reload")
 
     async def start(self) -> None:
         """Load the store now, then keep reloading it in the background."""
         await self.reload()
-        if self._task is None:
-            self._task = asyncio.create_task(self._keep_reloading(), name="api-key-reload")
+        self._refresher.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._refresher.aclose()
 
     async def reload(self) -> None:
         """Read the store into a fresh snapshot (in a worker thread)."""
@@ -239,17 +234,12 @@ class ApiKeyVerifier:
                         "%g s): %s", MAX_SNAPSHOT_AGE, exc)
             return
         self._snapshot = {record.id: record for record in records}
-        self._loaded_at = time.monotonic()
-
-    async def _keep_reloading(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.reload()
+        self._refresher.mark_fresh()
 
     def verify(self, token: str) -> Principal:
         """The principal of a presented key, or `InvalidToken`; memory only, no I/O."""
         key_id, secret = parse_api_key(token)
-        if self._loaded_at is None or time.monotonic() - self._loaded_at > MAX_SNAPSHOT_AGE:
+        if self._refresher.stale:
             raise KeysUnavailable("API keys cannot be checked right now (the key store is "
                                   "unreadable); try again later")
         record = self._snapshot.get(key_id)

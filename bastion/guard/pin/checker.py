@@ -41,6 +41,7 @@ from bastion.config.pins import PIN_KINDS, ApprovedPin, PinKind, PinsConfig
 from bastion.guard.pin.canonical import CanonicalError, PinDigest, digest, item_name
 from bastion.guard.pin.diff import Change, diff_definitions
 from bastion.guard.pin.store import PinRecord, PinStore, PinStoreError, server_identity
+from bastion.guard.refresh import SnapshotRefresher
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,6 @@ class PinChecker:
         self.mode = mode
         #: Upstream name (configuration) -> server identity.
         self.server_ids = dict(server_ids or {})
-        self._interval = refresh_interval
         #: The configuration's approvals: (server id, kind, name) -> digest -> record.
         self.configured: dict[_Key, dict[str, PinRecord]] = {}
         for entry in approved:
@@ -122,11 +122,11 @@ class PinChecker:
             self.configured.setdefault(key, {})[entry.sha256] = record
         self._snapshot = _Snapshot(())
         self._signature: tuple[int, ...] | None = None
-        self._loaded_at: float | None = None
         self._pending: dict[_Key, PinRecord] = {}
         self._cache: dict[tuple[_Key, bytes], tuple[int, PinVerdict]] = {}
         self._generation = 0
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = SnapshotRefresher(self._keep_fresh, refresh_interval,
+                                            max_age=MAX_SNAPSHOT_AGE, name="pin-reload")
         self._last_problem: str | None = None
 
     @classmethod
@@ -168,7 +168,7 @@ class PinChecker:
                 snapshot.add(record)
         self._snapshot = snapshot
         self._signature = signature
-        self._loaded_at = time.monotonic()
+        self._refresher.mark_fresh()
         self._changed()
 
     def _changed(self) -> None:
@@ -180,15 +180,11 @@ class PinChecker:
         A store that cannot be read is logged, and every check is `unverifiable` until it
         can be (fail closed)."""
         await self.reload()
-        if self._task is None:
-            self._task = asyncio.create_task(self._keep_fresh(), name="pin-reload")
+        self._refresher.start()
 
     async def aclose(self) -> None:
         """Stop reloading and write what trust on first use recorded."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait({task})
+        await self._refresher.aclose()
         await self.flush()
 
     async def reload(self) -> None:
@@ -196,8 +192,8 @@ class PinChecker:
         store = self.store
         try:
             signature = await asyncio.to_thread(store.signature)
-            if signature == self._signature and self._loaded_at is not None:
-                self._loaded_at = time.monotonic()
+            if signature == self._signature and self._refresher.loaded_at is not None:
+                self._refresher.mark_fresh()
                 return
             records = await asyncio.to_thread(store.load)
         except PinStoreError as exc:
@@ -228,10 +224,8 @@ class PinChecker:
             self._last_problem = message
 
     async def _keep_fresh(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.flush()
-            await self.reload()
+        await self.flush()
+        await self.reload()
 
     # -- the check -------------------------------------------------------------------------
 
@@ -244,7 +238,7 @@ class PinChecker:
             raise ValueError("server_id must be a non-empty string (see server_identity)")
         if not isinstance(name, str):
             raise ValueError(f"name must be a string, not {type(name).__name__}")
-        if self._loaded_at is None or time.monotonic() - self._loaded_at > MAX_SNAPSHOT_AGE:
+        if self._refresher.stale:
             return PinVerdict("unverifiable", None, reason="the pin store cannot be read, so no "
                               "pin can be trusted; see the gateway's log")
         key: _Key = (server_id, kind, name)
