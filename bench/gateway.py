@@ -79,6 +79,7 @@ from http_server import (  # noqa: E402
     kill_group,
     load_average,
     median,
+    parse_concurrencies,
     print_collapsed,
     read_line,
     source_fingerprint,
@@ -427,12 +428,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.case_list = parse_list(parser, args.cases, tuple(CASES), "--cases")
     args.era_list = parse_list(parser, args.eras, ERAS, "--eras")
-    try:
-        args.concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    except ValueError:
-        parser.error("--concurrency takes integers, e.g. 1,8")
-    if not args.concurrencies or min(args.concurrencies) < 1 or max(args.concurrencies) > 256:
-        parser.error("--concurrency levels must be in 1..256")
+    args.concurrencies = parse_concurrencies(parser, args.concurrency)
     if not 0.5 <= args.duration <= 600 or not 0 <= args.warmup <= 100_000:
         parser.error("--duration must be in 0.5..600 s and --warmup in 0..1e5")
     if not 1 <= args.repeat <= 20:

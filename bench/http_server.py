@@ -475,6 +475,17 @@ def build_table(results: list[LegResult], specs: dict[str, ServerSpec], title: s
     return table
 
 
+def parse_concurrencies(parser: argparse.ArgumentParser, text: str) -> list[int]:
+    """`--concurrency 1,8` as a list of levels in 1..256 (a parser error otherwise)."""
+    try:
+        levels = [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        parser.error("--concurrency takes integers, e.g. 1,8")
+    if not levels or min(levels) < 1 or max(levels) > 256:
+        parser.error("--concurrency levels must be in 1..256")
+    return levels
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=3000, help="measured calls per leg")
@@ -499,12 +510,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not groups:
         parser.error(f"unknown --servers {unknown}; choose from {', '.join(GROUPS)}")
     args.groups = groups
-    try:
-        args.concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    except ValueError:
-        parser.error("--concurrency takes integers")
-    if not args.concurrencies or min(args.concurrencies) < 1 or max(args.concurrencies) > 256:
-        parser.error("--concurrency levels must be in 1..256")
+    args.concurrencies = parse_concurrencies(parser, args.concurrency)
     if not 1 <= args.calls <= 1_000_000 or not 0 <= args.warmup <= 100_000:
         parser.error("--calls must be in 1..1e6 and --warmup in 0..1e5")
     if not 1 <= args.repeat <= 20:
