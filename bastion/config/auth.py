@@ -275,6 +275,12 @@ class AuthConfig(_Model):
         """The canonical resource URL: `resource`, else `default` (the listener's URL)."""
         return self.resource if self.resource is not None else canonical_resource(default)
 
+    def public_origin(self, host: str, port: int, path: str) -> str:
+        """Where clients reach the gateway: the origin of `resource`, else of the listener
+        on host:port serving `path`."""
+        parts = urlsplit(self.resource_url(listener_resource_url(host, port, path)))
+        return f"{parts.scheme}://{parts.netloc}"
+
 
 def listener_resource_url(host: str, port: int, path: str) -> str:
     """The resource URL derived from the HTTP listener, when `auth.resource` is absent."""

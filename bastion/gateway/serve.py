@@ -22,7 +22,6 @@ import signal
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from bastion.admin import approval_routes
 from bastion.config import BastionConfig, load_session_key, resolve_state_dir
@@ -143,9 +142,7 @@ def listener_authenticator(config: BastionConfig, host: str, port: int) -> Authe
 def public_origin(config: BastionConfig, host: str, port: int) -> str:
     """Where clients reach the gateway: the origin of `auth.resource`, else the
     listener's."""
-    resource = config.auth.resource_url(listener_resource_url(host, port, config.server.path))
-    parts = urlsplit(resource)
-    return f"{parts.scheme}://{parts.netloc}"
+    return config.auth.public_origin(host, port, config.server.path)
 
 
 def callback_url(config: BastionConfig, host: str, port: int) -> str:

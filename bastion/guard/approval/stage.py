@@ -43,10 +43,9 @@ import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from bastion.config import resolve_state_dir
-from bastion.config.auth import listener_resource_url
 from bastion.guard.approval.errors import (
     ApprovalError,
     ApprovalNotFound,
@@ -58,7 +57,7 @@ from bastion.guard.approval.request import ApprovalRequest, arguments_sha256
 from bastion.guard.approval.service import ApprovalService
 from bastion.guard.approval.store import ApprovalStore
 from bastion.guard.pipeline import Call, Stage
-from bastion.guard.policy.stage import target_of
+from bastion.guard.policy.stage import principal_of, target_of
 from bastion.protocol.capabilities import elicitation_modes, has_extension
 from bastion.protocol.errors import (
     InternalError,
@@ -67,7 +66,7 @@ from bastion.protocol.errors import (
     URLElicitationRequired,
 )
 from bastion.protocol.methods import TASKS_EXTENSION
-from bastion.protocol.principal import ANONYMOUS, Principal
+from bastion.protocol.principal import Principal
 from bastion.protocol.results import input_required
 from bastion.protocol.sealed import StateSealer, request_binding
 from bastion.protocol.versions import Era, at_least
@@ -149,7 +148,7 @@ class ApprovalStage(Stage):
     async def check_request(self, call: Call) -> None:
         if call.method != "tools/call" or call.target is None:
             return
-        principal = _principal(call)
+        principal = principal_of(call)
         target = target_of(call.target)
         arguments = call.params.get("arguments")
         arguments = arguments if isinstance(arguments, dict) else {}
@@ -219,7 +218,7 @@ class ApprovalStage(Stage):
         except asyncio.CancelledError:
             await self._withdraw_shielded(approval_id, "the task was cancelled")
             raise
-        principal = _principal(call)
+        principal = principal_of(call)
         arguments = call.params.get("arguments")
         await self._consume(call, current, principal, target_of(call.target),
                             arguments if isinstance(arguments, dict) else {},
@@ -405,9 +404,6 @@ def wants_task(call: Call) -> bool:
             and isinstance(call.params.get("task"), dict))
 
 
-def _principal(call: Call) -> Principal:
-    principal = call.principal
-    return principal if isinstance(principal, Principal) else ANONYMOUS
 
 
 def _digest(arguments: dict[str, Any]) -> str:
@@ -451,9 +447,7 @@ def approval_stage(context: Any) -> Stage:
     store = ApprovalStore.in_state_dir(resolve_state_dir(config))
     service = ApprovalService(config.approvals, store, clock=time.time)
     server = config.server
-    resource = config.auth.resource_url(listener_resource_url(server.host, server.port,
-                                                              server.path))
-    parts = urlsplit(resource)
     return ApprovalStage(service, wait=config.approvals.wait,
-                         origin=f"{parts.scheme}://{parts.netloc}",
+                         origin=config.auth.public_origin(server.host, server.port,
+                                                          server.path),
                          sealer=getattr(context, "sealer", None))

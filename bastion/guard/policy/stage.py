@@ -95,7 +95,7 @@ class PolicyStage(Stage):
             logger.error("policy: no catalogue to find the owners of listed %s; listing none",
                          kind)
             return []
-        principal = _principal(call)
+        principal = principal_of(call)
         decide = self.engine.decide
         kept = []
         for item in items:
@@ -116,7 +116,7 @@ class PolicyStage(Stage):
 
     def _enforce(self, call: Call, target: Target, arguments: dict[str, Any] | None,
                  unknown_kind: str, unknown_name: str, era: Era) -> None:
-        decision = self.engine.decide(_principal(call), target, arguments)
+        decision = self.engine.decide(principal_of(call), target, arguments)
         call.notes["policy"] = decision
         if decision.allowed:
             return
@@ -127,7 +127,7 @@ class PolicyStage(Stage):
     def _visible_uris(self, call: Call, uris: list[Any]) -> None:
         if self.catalog is None:
             return
-        principal = _principal(call)
+        principal = principal_of(call)
         for uri in uris:
             entry = self.catalog.resource(uri) if isinstance(uri, str) else None
             if entry is not None and not self.engine.decide(
@@ -144,7 +144,8 @@ class PolicyOff(Stage):
     name = "policy"
 
 
-def _principal(call: Call) -> Principal:
+def principal_of(call: Call) -> Principal:
+    """The call's principal (anonymous when no one was authenticated)."""
     principal = call.principal
     return principal if isinstance(principal, Principal) else ANONYMOUS
 
