@@ -28,13 +28,18 @@ from pydantic import (
     model_validator,
 )
 
+from bastion.config.anomaly import AnomalyConfig
 from bastion.config.approvals import ApprovalsConfig
+from bastion.config.audit import AuditConfig
 from bastion.config.auth import AuthConfig
 from bastion.config.keys import decode_session_key
+from bastion.config.metrics import HealthConfig, MetricsConfig
 from bastion.config.pins import PinsConfig
 from bastion.config.policy import PolicyConfig
+from bastion.config.ratelimit import RateLimitConfig
 from bastion.config.redaction import RedactionConfig
 from bastion.config.scan import ScanConfig
+from bastion.config.tracing import LoggingConfig, TracingConfig
 
 #: Upstream names become tool-name prefixes and log labels: keep them plain.
 UPSTREAM_NAME_RULE = ("use letters, digits, '_', '.' or '-' (at most 64 characters, starting "
@@ -286,9 +291,22 @@ class BastionConfig(_Model):
     redaction: RedactionConfig = Field(default_factory=RedactionConfig)
     #: What the gateway does with the scanner's findings (tool poisoning, hidden text).
     scan: ScanConfig = Field(default_factory=ScanConfig)
-    #: Which calls wait for a person. The gateway stage is not built yet: the rules are
-    #: validated, and a gateway refuses to start with any (fail closed).
+    #: Which calls wait for a person.
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
+    #: The tamper-evident audit trail (SQLite in the state directory by default).
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    #: Prometheus metrics at `/metrics`.
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    #: Upstream probes and `/healthz`, `/readyz`.
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    #: OpenTelemetry traces (the `otel` extra), exported over OTLP when configured.
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    #: Log format (text or structured JSON) and level.
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    #: Rate limits and quotas per principal, agent, upstream and tool.
+    rate_limits: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    #: Anomaly rules and where their alerts go.
+    anomalies: AnomalyConfig = Field(default_factory=AnomalyConfig)
 
     #: The file this configuration was loaded from (None when built in code).
     _source: Path | None = PrivateAttr(default=None)
