@@ -99,6 +99,8 @@ CONCURRENCIES = (1, 8)
 CASES: dict[str, tuple[str, str]] = {
     "direct": ("direct", "the upstream"),
     "gateway": ("gateway", "bastion serve, HTTP upstream"),
+    "gateway-noaudit": ("gateway, audit off", "bastion serve, HTTP upstream, audit.enabled "
+                        "false (what the audit trail costs: gateway minus this)"),
     "gateway-stdio": ("gateway, stdio upstream", "bastion serve, the upstream as its child"),
     "gateway-auth": ("gateway, JWT + policy",
                      "bastion serve, HTTP upstream, auth.mode dev (a signed JWT per request) "
@@ -193,6 +195,11 @@ def processes_running(cases: list[str], workdir: Path,
                 config = gateway_config(workdir, case, {"url": upstream.url}, upstream_protocol)
                 targets[case] = Target(case, start(case, "gateway", gateway_argv(config)),
                                        upstream.proc.pid)
+            elif case == "gateway-noaudit":
+                config = gateway_config(workdir, case, {"url": upstream.url}, upstream_protocol,
+                                        audit={"enabled": False})
+                targets[case] = Target(case, start(case, "gateway, audit off",
+                                                   gateway_argv(config)), upstream.proc.pid)
             elif case == "gateway-auth":
                 state = workdir / "auth-state"
                 config = gateway_config(

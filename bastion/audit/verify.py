@@ -1,6 +1,8 @@
-"""Verification of an audit database: chains, checkpoint signatures, heads and counts.
+"""Verification of an audit trail: chains, checkpoint signatures, heads and counts.
 
-Reads each instance's records in seq order with a plain cursor, recomputes every link and
+`verify_database` reads a SQLite file synchronously (the fast path: a plain cursor);
+`verify_store` reads any `AuditReader` (PostgreSQL, or SQLite) chunk by chunk. Both feed
+the same checks: each instance's records in seq order, recomputing every link and
 checks each body names its instance and seq; then checks each checkpoint's Ed25519
 signature and that a record with its seq exists with its head hash and count. The first
 problem is reported with the instance and seq it concerns. Records after the last
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -21,9 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from bastion.audit import store
 from bastion.audit.chain import genesis
 from bastion.audit.signing import Checkpoint
+from bastion.audit.store import AuditReader, ChainRow, CheckpointRow
 from bastion.audit.writer import body_prefix
-
-_FETCH = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,21 +59,27 @@ class _Failed(Exception):
         self.problem = problem
 
 
+def _key_warning(report: VerifyReport, public_key: Ed25519PublicKey | None) -> None:
+    if public_key is None:
+        report.warnings.append("no --public-key given: checkpoints are checked against the key "
+                               "stored in the database, which proves integrity only against "
+                               "someone without the signing key")
+
+
 def verify_database(path: Path, public_key: Ed25519PublicKey | None = None, *,
                     allow_unsigned_tail: bool = False) -> VerifyReport:
-    """Verify the audit database at `path`. Without `public_key` the key stored with the
-    checkpoints is trusted (a warning says so). AuditStoreError if it cannot be read."""
+    """Verify the SQLite audit database at `path`. Without `public_key` the key stored with
+    the checkpoints is trusted (a warning says so). AuditStoreError if it cannot be read."""
     connection = store.open_for_reading(path)
     report = VerifyReport()
+    _key_warning(report, public_key)
     try:
-        if public_key is None:
-            report.warnings.append("no --public-key given: checkpoints are checked against "
-                                   "the key stored in the database, which proves integrity "
-                                   "only against someone without the signing key")
-        instances = [row[0] for row in connection.execute(
-            "SELECT instance FROM records UNION SELECT instance FROM checkpoints")]
-        for instance in instances:
-            _verify_instance(connection, instance, public_key, allow_unsigned_tail, report)
+        for instance in store.instances(connection):
+            chain = _Chain(instance, store.checkpoints(connection, instance), public_key)
+            cursor = store.chain_cursor(connection, instance)
+            while rows := cursor.fetchmany(store.CHUNK):
+                chain.feed(rows)
+            chain.finish(report, allow_unsigned_tail)
     except _Failed as failed:
         report.problem = failed.problem
     except sqlite3.Error as exc:
@@ -81,19 +89,44 @@ def verify_database(path: Path, public_key: Ed25519PublicKey | None = None, *,
     return report
 
 
-def _verify_instance(connection: sqlite3.Connection, instance: str,
-                     public_key: Ed25519PublicKey | None, allow_unsigned_tail: bool,
-                     report: VerifyReport) -> None:
-    checkpoints = _checkpoints(connection, instance, public_key)
-    report.checkpoints[instance] = len(checkpoints)
-    cursor = connection.execute("SELECT seq, hash, prev, body FROM records WHERE instance = ? "
-                                "ORDER BY seq", (instance,))
-    prefix, sha256 = body_prefix(instance), hashlib.sha256
-    prev = genesis(instance)
-    expected = 1
-    position = 0
-    next_point = checkpoints[0] if checkpoints else None
-    while rows := cursor.fetchmany(_FETCH):
+async def verify_store(reader: AuditReader, public_key: Ed25519PublicKey | None = None, *,
+                       allow_unsigned_tail: bool = False) -> VerifyReport:
+    """Verify every chain `reader` holds (see `verify_database`); AuditStoreError if it
+    cannot be read. The reader stays open."""
+    report = VerifyReport()
+    _key_warning(report, public_key)
+    try:
+        for instance in await reader.instances():
+            chain = _Chain(instance, await reader.checkpoints(instance), public_key)
+            async for rows in reader.chain(instance):
+                chain.feed(rows)
+            chain.finish(report, allow_unsigned_tail)
+    except _Failed as failed:
+        report.problem = failed.problem
+    return report
+
+
+class _Chain:
+    """One instance's chain, checked as its records are fed in seq order."""
+
+    def __init__(self, instance: str, checkpoints: list[CheckpointRow],
+                 public_key: Ed25519PublicKey | None) -> None:
+        self.instance = instance
+        self.checkpoints = _checked(instance, checkpoints, public_key)
+        self.prefix = body_prefix(instance)
+        self.prev = genesis(instance)
+        self.expected = 1
+        self.position = 0
+
+    def _next_point(self) -> Checkpoint | None:
+        return (self.checkpoints[self.position] if self.position < len(self.checkpoints)
+                else None)
+
+    def feed(self, rows: Iterable[ChainRow]) -> None:
+        # The hot loop of verification: locals only, one SHA-256 per record.
+        instance, prefix, sha256 = self.instance, self.prefix, hashlib.sha256
+        prev, expected = self.prev, self.expected
+        next_point = self._next_point()
         for seq, digest, stored_prev, body in rows:
             if seq != expected:
                 _fail(instance, expected, f"record missing (next stored record is seq {seq}): "
@@ -111,36 +144,39 @@ def _verify_instance(connection: sqlite3.Connection, instance: str,
                 if next_point.head != prev or next_point.count != seq:
                     _fail(instance, seq, "differs from the signed checkpoint (head hash or "
                           "count): records were replaced")
-                position += 1
-                next_point = checkpoints[position] if position < len(checkpoints) else None
-    last = expected - 1
-    report.records[instance] = last
-    if next_point is not None:
-        _fail(instance, next_point.seq, f"the signed checkpoint covers seq {next_point.seq} "
-              f"({next_point.count} records) but the trail ends at seq {last}: truncated")
-    signed = checkpoints[-1].seq if checkpoints else 0
-    if last > signed:
-        message = (f"{last - signed} record(s) after seq {signed} are covered by no signed "
-                   "checkpoint (a running or crashed gateway, or appended records)")
-        if not allow_unsigned_tail:
-            _fail(instance, signed + 1, message)
-        report.warnings.append(f"instance {instance!r}: {message}")
+                self.position += 1
+                next_point = self._next_point()
+        self.prev, self.expected = prev, expected
+
+    def finish(self, report: VerifyReport, allow_unsigned_tail: bool) -> None:
+        instance, last = self.instance, self.expected - 1
+        report.checkpoints[instance] = len(self.checkpoints)
+        report.records[instance] = last
+        next_point = self._next_point()
+        if next_point is not None:
+            _fail(instance, next_point.seq, f"the signed checkpoint covers seq "
+                  f"{next_point.seq} ({next_point.count} records) but the trail ends at seq "
+                  f"{last}: truncated")
+        signed = self.checkpoints[-1].seq if self.checkpoints else 0
+        if last > signed:
+            message = (f"{last - signed} record(s) after seq {signed} are covered by no signed "
+                       "checkpoint (a running or crashed gateway, or appended records)")
+            if not allow_unsigned_tail:
+                _fail(instance, signed + 1, message)
+            report.warnings.append(f"instance {instance!r}: {message}")
 
 
-def _checkpoints(connection: sqlite3.Connection, instance: str,
-                 public_key: Ed25519PublicKey | None) -> list[Checkpoint]:
+def _checked(instance: str, rows: list[CheckpointRow],
+             public_key: Ed25519PublicKey | None) -> list[Checkpoint]:
     points = []
-    for seq, head, count, when, signature, key_bytes in connection.execute(
-            "SELECT seq, head, count, time, signature, public_key FROM checkpoints "
-            "WHERE instance = ? ORDER BY seq", (instance,)):
+    for seq, head, count, when, signature, key_bytes in rows:
         point = Checkpoint(instance, seq, bytes(head), count, when)
         key = public_key if public_key is not None else _stored_key(instance, seq, key_bytes)
         if not point.verify(key, bytes(signature)):
             _fail(instance, seq, "the checkpoint's signature is not valid: forged or altered "
                   "checkpoint" + ("" if public_key is None else ", or signed by another key"))
         points.append(point)
-    if public_key is None and len({bytes(row[0]) for row in connection.execute(
-            "SELECT DISTINCT public_key FROM checkpoints WHERE instance = ?", (instance,))}) > 1:
+    if public_key is None and len({bytes(row[5]) for row in rows}) > 1:
         _fail(instance, points[0].seq, "checkpoints are signed by different keys; verify with "
               "--public-key")
     return points
@@ -155,4 +191,3 @@ def _stored_key(instance: str, seq: int, raw: bytes) -> Ed25519PublicKey:
 
 def _fail(instance: str, seq: int, reason: str) -> NoReturn:
     raise _Failed(AuditProblem(instance, seq, reason))
-

@@ -5,9 +5,11 @@ when the queue is full the policy decides: `block` waits for room, `drop` counts
 as lost, logs an alert (at most every 10 s) and the writer later chains an
 `audit.dropped` record with the count, so the loss itself is on the trail. One writer task
 drains the queue in batches (`batch_size` records, or what came in `flush_interval`
-seconds), links them (`bastion.audit.chain`) and inserts each batch in one transaction; a
-signed checkpoint follows every `checkpoint_every` records, every `checkpoint_interval`
-seconds with new records, and at `aclose()`.
+seconds), links them (`bastion.audit.chain`) and inserts each batch in one transaction into
+its store (`AuditStore`: SQLite or PostgreSQL); a signed checkpoint follows every
+`checkpoint_every` records, every `checkpoint_interval` seconds with new records, and at
+`aclose()`. `log(record, committed=True)` ("no audit, no call") returns only once the record
+is in the store: the writer commits it at once, ahead of the batch it is gathering.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,9 +27,9 @@ import orjson
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bastion.audit import store
 from bastion.audit.chain import AuditRecordError, canonical, genesis, link
 from bastion.audit.signing import Checkpoint
+from bastion.audit.store import AuditStore, Row, SQLiteStore
 
 logger = logging.getLogger("bastion.audit")
 FullPolicy = Literal["block", "drop"]
@@ -35,6 +37,14 @@ FullPolicy = Literal["block", "drop"]
 MAX_RECORD_BYTES = 64 * 1024
 _ALERT_INTERVAL = 10.0
 _STOP = object()
+
+
+@dataclass(slots=True)
+class _Committed:
+    """A record whose caller waits until it is in the store (`log(..., committed=True)`)."""
+
+    data: bytes
+    done: asyncio.Future[None]
 
 
 class AuditClosedError(RuntimeError):
@@ -47,9 +57,11 @@ def body_prefix(instance: str) -> bytes:
 
 
 class AuditLog:
-    """A chain of audit records for one gateway instance in one SQLite file."""
+    """A chain of audit records for one gateway instance in one store.
 
-    def __init__(self, path: Path, key: Ed25519PrivateKey, instance: str, *,
+    `store` is an `AuditStore`, or the path of a SQLite file."""
+
+    def __init__(self, store: AuditStore | Path, key: Ed25519PrivateKey, instance: str, *,
                  queue_size: int = 10_000, full_policy: FullPolicy = "block",
                  batch_size: int = 1_000, flush_interval: float = 0.05,
                  checkpoint_every: int = 10_000, checkpoint_interval: float = 60.0,
@@ -62,7 +74,7 @@ class AuditLog:
             raise ValueError("queue_size, batch_size and checkpoint_every must be positive")
         if flush_interval <= 0 or checkpoint_interval <= 0:
             raise ValueError("flush_interval and checkpoint_interval must be positive")
-        self.path = path
+        self.store: AuditStore = SQLiteStore(store) if isinstance(store, Path) else store
         self.instance = instance
         self._key = key
         self._public = key.public_key().public_bytes(serialization.Encoding.Raw,
@@ -75,7 +87,7 @@ class AuditLog:
         self._clock = clock
         self._queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
         self._prefix = body_prefix(instance)
-        self._connection: sqlite3.Connection | None = None
+        self._opened = False
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._failed = asyncio.Event()
@@ -94,28 +106,45 @@ class AuditLog:
         return self._dropped
 
     @property
+    def running(self) -> bool:
+        """Whether records are accepted: started, not closed, the writer alive."""
+        return self._task is not None and not self._closing and self._failure is None
+
+    @property
+    def queue_depth(self) -> int:
+        """Records waiting for the writer (for metrics)."""
+        return self._queue.qsize()
+
+    @property
     def seq(self) -> int:
         """The seq of the last record written."""
         return self._seq
 
     async def start(self) -> None:
-        """Open the database, continue the instance's chain, start the writer."""
-        if self._task is not None or self._closing:
+        """Open the store, continue the instance's chain, start the writer."""
+        if self._task is not None or self._closing or self._opened:
             raise AuditClosedError("this audit log was already started")
-        self._connection = await asyncio.to_thread(store.open_for_writing, self.path)
-        last = await asyncio.to_thread(store.head, self._connection, self.instance)
-        if last is not None:
-            self._seq, self._head = last
-        self._checkpointed = await asyncio.to_thread(store.last_checkpoint_seq,
-                                                     self._connection, self.instance)
+        self._opened = True
+        await self.store.open()
+        try:
+            last = await self.store.head(self.instance)
+            if last is not None:
+                self._seq, self._head = last
+            self._checkpointed = await self.store.last_checkpoint_seq(self.instance)
+        except BaseException:
+            await self.store.close()
+            raise
         self._last_checkpoint_at = time.monotonic()
         self._task = asyncio.create_task(self._run(), name=f"audit-writer-{self.instance}")
 
-    async def log(self, record: Mapping[str, Any]) -> bool:
+    async def log(self, record: Mapping[str, Any], *, committed: bool = False) -> bool:
         """Queue `record` (a JSON object; `time` added if absent); False if it was dropped.
 
+        With `committed`, wait until the record is in the store: the writer takes it ahead
+        of the batch it is gathering and commits it at once; it is never dropped.
         AuditRecordError for a record that is not a JSON object or is too large;
-        AuditClosedError when the log is not running (fail closed: the caller decides)."""
+        AuditClosedError when the log is not running or the record could not be committed
+        (fail closed: the caller decides)."""
         if self._task is None or self._closing or self._failure is not None:
             raise AuditClosedError("the audit log is not running"
                                    + (f": {self._failure}" if self._failure else ""))
@@ -128,6 +157,11 @@ class AuditLog:
         if len(data) > MAX_RECORD_BYTES:
             raise AuditRecordError(f"an audit record is {len(data)} bytes, more than "
                                    f"{MAX_RECORD_BYTES}; log digests, not bodies")
+        if committed:
+            item = _Committed(data, asyncio.get_running_loop().create_future())
+            await self._put(item)
+            await self._until(item.done)
+            return True
         try:
             self._queue.put_nowait(data)
             return True
@@ -135,20 +169,30 @@ class AuditLog:
             if self._policy == "drop":
                 self._note_drop()
                 return False
-        await self._wait_for_room(data)
+        await self._until(self._queue.put(data))
         return True
 
-    async def _wait_for_room(self, data: bytes) -> None:
-        # Policy block: wait for room, but never for a writer that has died.
-        put = asyncio.ensure_future(self._queue.put(data))
+    async def _put(self, item: Any) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            await self._until(self._queue.put(item))
+
+    async def _until(self, waited: Awaitable[Any]) -> None:
+        # Wait for room or a commit, but never for a writer that has died.
+        task = asyncio.ensure_future(waited)
         failed = asyncio.ensure_future(self._failed.wait())
         try:
-            await asyncio.wait((put, failed), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((task, failed), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            put.cancel()
             failed.cancel()
-        if self._failure is not None:
-            raise AuditClosedError(f"the audit writer failed: {self._failure}")
+            if not task.done():
+                task.cancel()
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return
+        if task.done() and not task.cancelled():
+            raise AuditClosedError(f"the audit record was not committed: {task.exception()}")
+        raise AuditClosedError(f"the audit writer failed: {self._failure}")
 
     def _note_drop(self) -> None:
         self._dropped += 1
@@ -160,7 +204,7 @@ class AuditLog:
                          self._dropped, self.instance)
 
     async def aclose(self) -> None:
-        """Write everything queued, sign a final checkpoint, close the database."""
+        """Write everything queued, sign a final checkpoint, close the store."""
         if self._closing:
             return
         self._closing = True
@@ -169,9 +213,8 @@ class AuditLog:
                 await self._queue.put(_STOP)
             with contextlib.suppress(Exception):
                 await self._task
-        if self._connection is not None:
-            await asyncio.to_thread(self._connection.close)
-            self._connection = None
+        if self._opened:
+            await self.store.close()
         if self._failure is not None:
             raise AuditClosedError(f"the audit writer failed: {self._failure}")
 
@@ -190,27 +233,43 @@ class AuditLog:
             raise
 
     async def _collect(self) -> tuple[list[bytes], bool]:
-        """The next batch, and whether the stop marker was met."""
+        """The next batch, and whether the stop marker was met. Committed records met on
+        the way are written at once, ahead of the batch being gathered."""
         try:
-            first = await asyncio.wait_for(self._queue.get(), self._checkpoint_interval)
+            item = await asyncio.wait_for(self._queue.get(), self._checkpoint_interval)
         except TimeoutError:
             return [], False
-        if first is _STOP:
-            return [], True
-        batch = [first]
-        deadline = time.monotonic() + self._flush_interval
-        while len(batch) < self._batch_size:
-            if self._queue.empty():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                await asyncio.sleep(min(remaining, 0.005))
-                continue
-            item = self._queue.get_nowait()
+        batch: list[bytes] = []
+        deadline: float | None = None
+        while True:
             if item is _STOP:
                 return batch, True
-            batch.append(item)
-        return batch, False
+            if isinstance(item, _Committed):
+                await self._commit(item)
+            else:
+                batch.append(item)
+                if len(batch) >= self._batch_size:
+                    return batch, False
+                if deadline is None:
+                    deadline = time.monotonic() + self._flush_interval
+            while self._queue.empty():
+                if deadline is None:
+                    return batch, False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return batch, False
+                await asyncio.sleep(min(remaining, 0.005))
+            item = self._queue.get_nowait()
+
+    async def _commit(self, item: _Committed) -> None:
+        try:
+            await self._write([item.data], self._checkpoint_due(1))
+        except BaseException as exc:
+            if not item.done.done():
+                item.done.set_exception(AuditClosedError(f"the audit writer failed: {exc}"))
+            raise
+        if not item.done.done():
+            item.done.set_result(None)
 
     def _checkpoint_due(self, pending: int) -> bool:
         unsigned = self._seq + pending - self._checkpointed
@@ -229,15 +288,13 @@ class AuditLog:
         if checkpoint and seq > self._checkpointed:
             point = Checkpoint(self.instance, seq, head, seq, self._clock())
             signed = (point, point.sign(self._key), self._public)
-        assert self._connection is not None
-        await asyncio.to_thread(store.write_batch, self._connection, rows, signed)
+        await self.store.write_batch(rows, signed)
         self._seq, self._head = seq, head
         if signed is not None:
             self._checkpointed = seq
             self._last_checkpoint_at = time.monotonic()
 
-    def _chain(self, batch: list[bytes]) -> tuple[list[tuple[str, int, bytes, bytes, bytes]],
-                                                  int, bytes]:
+    def _chain(self, batch: list[bytes]) -> tuple[list[Row], int, bytes]:
         # Keys sorted: "instance" < "record" < "seq", so the body stays canonical JSON.
         rows = []
         seq, prev, prefix, instance = self._seq, self._head, self._prefix, self.instance

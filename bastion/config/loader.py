@@ -38,7 +38,7 @@ _REFERENCE = re.compile(
     r"\$\$\{|\$\{(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})?")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 #: Values under these keys are credentials: never repeated in an error message.
-_SECRET_KEYS = frozenset({"session_key", "env", "headers"})
+_SECRET_KEYS = frozenset({"session_key", "env", "headers", "postgres", "bearer", "secret"})
 
 Location = tuple[str | int, ...]
 

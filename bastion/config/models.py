@@ -264,8 +264,8 @@ class ServerConfig(_Model):
 class GuardConfig(_Model):
     """The guard pipeline: stage names, in the order they run."""
 
-    stages: list[str] = Field(default_factory=lambda: ["header_body", "policy", "pin",
-                                                        "approval", "scan", "redact"])
+    stages: list[str] = Field(default_factory=lambda: ["header_body", "policy", "ratelimit",
+                                                        "pin", "approval", "scan", "redact"])
 
 
 class BastionConfig(_Model):

@@ -15,6 +15,7 @@ policy:
       classes: [read-only]              # every listed class must hold
       args: {path: {pattern: "^/data/"}}  # JSON Schema per argument; each named one required
       hours: {days: [mon, tue, wed, thu, fri], from: "08:00", to: "18:00", tz: Europe/Berlin}
+      audit: before_execute             # the call waits until its audit record is committed
 ```
 
 Validation compiles what the guard will compile (globs, argument schemas, time zones), so a
@@ -220,6 +221,11 @@ class RuleConfig(_Model):
     # When.
     args: dict[str, dict[str, Any]] = Field(default_factory=dict, max_length=256)
     hours: HoursConfig | None = None
+    # Audit.
+    #: `before_execute`: a tool call this rule allows goes upstream only once its audit
+    #: record is committed ("no audit, no call"); `after` (default): recorded off the hot
+    #: path once the call ends.
+    audit: Literal["after", "before_execute"] = "after"
 
     @model_validator(mode="wrap")
     @classmethod

@@ -9,7 +9,9 @@ prompt or resource, after the guard pipeline let the request through.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -17,11 +19,13 @@ from bastion import __version__
 from bastion.config import BastionConfig
 from bastion.config.auth import is_loopback_host
 from bastion.gateway.approval_tasks import ApprovalTasks
+from bastion.gateway.auditing import GatewayAudit
 from bastion.gateway.authorizations import Authorizations
 from bastion.gateway.bridge import ActiveCalls, ParkedCalls
 from bastion.gateway.catalog import Catalog, Entry
 from bastion.gateway.errors import UpstreamUnavailable
 from bastion.gateway.fanin import FanIn
+from bastion.gateway.health import UpstreamProber
 from bastion.gateway.relay import Relay
 from bastion.gateway.tasks import GatewayTasks
 from bastion.gateway.upstream import Upstream, UpstreamPool
@@ -34,6 +38,7 @@ from bastion.gateway.user_upstreams import (
 )
 from bastion.guard.approval.service import ApprovalService
 from bastion.guard.approval.stage import ApprovalPending, ApprovalStage
+from bastion.guard.outcome import Observer, Outcome
 from bastion.guard.pipeline import Call, GuardError, build_pipeline
 from bastion.guard.stages import STAGES
 from bastion.protocol.capabilities import has_extension
@@ -52,6 +57,11 @@ from bastion.server.pagination import paginate
 from bastion.server.subscriptions import Subscribers
 from bastion.server.tasks import LEGACY_TASKS_VERSION
 from bastion.session.server_side import PeerConnection, ServerRequest
+from bastion.telemetry.anomaly import AnomalyDetector, anomaly_detector
+from bastion.telemetry.logs import set_request_id
+from bastion.telemetry.metrics import GatewayMetrics
+from bastion.telemetry.tracing import Tracer, build_tracer
+from bastion.transport.http.auth import AuthRefusal
 
 logger = logging.getLogger("bastion.gateway")
 
@@ -116,6 +126,29 @@ class Gateway:
             self.pipeline.stage("approval"), "service", None)
         #: Calls held for an approval as tasks the gateway owns (both eras).
         self.approval_tasks = ApprovalTasks(self)
+        #: The tamper-evident audit trail (None with `audit: {enabled: false}`).
+        self.audit: GatewayAudit | None = GatewayAudit(
+            config, getattr(self.pipeline.stage("redact"), "redactor", None)
+        ) if config.audit.enabled else None
+        #: What learns of every finished request besides the audit trail (metrics, anomaly
+        #: rules): cheap, synchronous, never raising.
+        self.observers: list[Observer] = []
+        #: OpenTelemetry-compatible spans (`tracing:`; `NO_TRACING` when off).
+        self.tracer: Tracer = build_tracer(config.tracing)
+        self.prober = UpstreamProber(self.pool, config.health)
+        self.metrics: GatewayMetrics | None = None
+        if config.metrics.enabled:
+            self.metrics = GatewayMetrics(config.metrics, upstreams=self.prober.snapshot)
+            self.observers.append(self.metrics)
+            if self.audit is not None:
+                audit = self.audit
+                self.metrics.audit_queue_depth = lambda: audit.queue_depth
+            if self.approvals is not None:
+                self.approvals.on_event = self.metrics.approval_event
+        #: The anomaly rules (None with `anomalies: {enabled: false}`).
+        self.anomalies: AnomalyDetector | None = anomaly_detector(config.anomalies)
+        if self.anomalies is not None:
+            self.observers.append(self.anomalies)
         self._header_params: dict[str, tuple[object, Mapping[str, tuple[str, ...]]]] = {}
         self._handlers: dict[str, Handler] = {
             "server/discover": self._discover,
@@ -135,11 +168,20 @@ class Gateway:
 
     # -- lifetime ------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the guard's stages, then connect every upstream (in parallel; a failing
-        one does not stop the others)."""
+    async def start(self, listener: str | None = None) -> None:
+        """Open the audit trail (`listener`, e.g. the port, names its chain when
+        `audit.instance` does not), start the guard's stages, then connect every upstream
+        (in parallel; a failing one does not stop the others)."""
+        if self.audit is not None:
+            await self.audit.start(listener)
+        if self.anomalies is not None:
+            if self.audit is not None:
+                self.anomalies.audit_sink = self.audit.alert
+            await self.anomalies.start()
         await self.pipeline.start()
         await self.pool.start()
+        if self.config.health.enabled:
+            await self.prober.start()
 
     def enable_user_oauth(self, redirect_uri: str, store: EncryptedTokenStore) -> None:
         """Serve the per-user OAuth upstreams, with `redirect_uri` (this gateway's
@@ -199,8 +241,14 @@ class Gateway:
         self.approval_tasks.close()
         self.subscribers.close_listeners()
         await self.fanin.aclose()
+        await self.prober.aclose()
         await self.pool.aclose()
         await self.pipeline.aclose()
+        if self.anomalies is not None:  # its queued alerts go to the trail too
+            await self.anomalies.aclose()
+        await self.tracer.aclose()
+        if self.audit is not None:  # last: what the calls above ended with is recorded
+            await self.audit.aclose()
 
     # -- what the gateway offers ---------------------------------------------------------
 
@@ -291,6 +339,54 @@ class Gateway:
 
     async def handle(self, request: ServerRequest) -> dict[str, Any]:
         call = Call(request, request.headers, request.principal or self.default_principal)
+        set_request_id(request.id)  # for the log records of this request's task
+        audit = self.audit
+        if audit is not None and not audit.records(request.method):
+            audit = None
+        tracer = self.tracer
+        if audit is None and not self.observers and not tracer.enabled:
+            return await self._handle(call)
+        started, clock = time.time(), time.perf_counter()
+        with tracer.call_span(call) as span:
+            try:
+                result = await self._handle(call)
+            except asyncio.CancelledError as exc:
+                outcome = Outcome(call, started, time.perf_counter() - clock, error=exc)
+                span.finish(outcome)
+                # Not awaited: this task is being cancelled (the client went away).
+                asyncio.get_running_loop().create_task(self._finished(outcome, audit))
+                raise
+            except Exception as exc:
+                outcome = Outcome(call, started, time.perf_counter() - clock, error=exc)
+                span.finish(outcome)
+                await self._finished(outcome, audit)
+                raise
+            outcome = Outcome(call, started, time.perf_counter() - clock, result=result)
+            span.finish(outcome)
+            await self._finished(outcome, audit)
+        return result
+
+    async def auth_refused(self, refusal: AuthRefusal) -> None:
+        """The HTTP endpoint refused a request for its credentials: recorded."""
+        if self.metrics is not None:
+            self.metrics.auth_refused(refusal.error)
+        if self.audit is not None:
+            await self.audit.refused(
+                status=refusal.status, error=refusal.error, message=refusal.message,
+                method=refusal.method, request_id=refusal.request_id, remote=refusal.remote,
+                user_agent=refusal.user_agent)
+
+    async def _finished(self, outcome: Outcome, audit: GatewayAudit | None) -> None:
+        if audit is not None:
+            await audit.finished(outcome, self.tracer.current_ids()[0])
+        for observer in self.observers:
+            try:
+                observer.observe(outcome)
+            except Exception:  # an observer must never change an answer
+                logger.exception("observer %r failed", observer)
+
+    async def _handle(self, call: Call) -> dict[str, Any]:
+        request = call.request
         method = request.method
         listed = _LISTS.get(method)
         if listed is not None:

@@ -96,6 +96,9 @@ class Relay:
         annotations = entry.definition.get("annotations")
         safe = isinstance(annotations, dict) and (
             annotations.get("readOnlyHint") is True or annotations.get("idempotentHint") is True)
+        audit = self.gateway.audit
+        if audit is not None and audit.before_rules:
+            await audit.before_execute(call, None)
         result = await self.forward(call, entry, {"name": entry.original}, safe=safe)
         if result_type(result) == COMPLETE and not isinstance(result.get("content"), list) \
                 and "task" not in result:
@@ -246,9 +249,11 @@ class Relay:
             active.parked = ParkedCall(task)
             result = await run_round(gateway.parked, active.parked, self._sealer(call))
             return self._done(result, call, entry, bridged=True)
-        with gateway.active.track(active):
+        with gateway.active.track(active), gateway.tracer.upstream_span(
+                upstream.name, request.method, params, target=entry.original) as hop:
             result = await upstream.request(request.method, params, on_progress=on_progress,
                                             safe_to_retry=safe)
+            hop.set_result(result)
             if result_type(result) == INPUT_REQUIRED and request.era is Era.LEGACY:
                 async def again(answers: dict[str, Any], state: Any) -> dict[str, Any]:
                     retry = dict(params, inputResponses=answers)
@@ -273,9 +278,12 @@ class Relay:
     async def _tracked(self, active: ActiveCall, upstream: Upstream, method: str,
                        params: dict[str, Any], on_progress: ProgressCallback | None,
                        safe: bool) -> dict[str, Any]:
-        with self.gateway.active.track(active):
-            return await upstream.request(method, params, on_progress=on_progress,
-                                          safe_to_retry=safe)
+        with self.gateway.active.track(active), self.gateway.tracer.upstream_span(
+                upstream.name, method, params) as hop:
+            result = await upstream.request(method, params, on_progress=on_progress,
+                                            safe_to_retry=safe)
+            hop.set_result(result)
+            return result
 
     def _done(self, result: Any, call: Call, entry: Entry, *,
               bridged: bool = False) -> dict[str, Any]:

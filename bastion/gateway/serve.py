@@ -28,6 +28,7 @@ from bastion.config import BastionConfig, load_session_key, resolve_state_dir
 from bastion.config.auth import is_loopback_host, listener_resource_url
 from bastion.gateway.app import Gateway
 from bastion.gateway.authorizations import CALLBACK_PATH
+from bastion.gateway.health import observability_routes
 from bastion.gateway.user_tokens import EncryptedTokenStore
 from bastion.gateway.web import metadata_route, web_app
 from bastion.guard.identity import Authenticator, build_authenticator
@@ -114,7 +115,7 @@ async def serve(config: BastionConfig, listener: Listener, *,
         loopback_only=listener.stdio or is_loopback_host(host))
     if authenticator is not None:
         await authenticator.start()
-    await gateway.start()
+    await gateway.start(None if sock is None else str(sock.getsockname()[1]))
     for upstream in gateway.pool:
         if upstream.state != "up":
             logger.warning("upstream %s is not available: %s", upstream.name,
@@ -163,6 +164,10 @@ def http_server(gateway: Gateway, config: BastionConfig, host: str, port: int,
         gateway.enable_user_oauth(callback_url(config, host, port),
                                   EncryptedTokenStore.in_state_dir(resolve_state_dir(config), key))
         routes += gateway.authorizations.routes()
+    routes += observability_routes(
+        gateway.metrics, gateway.prober, config.metrics, config.health,
+        authenticator=authenticator,
+        audit_running=(lambda: gateway.audit.running) if gateway.audit is not None else None)
     origin = public_origin(config, host, port)
     gateway.set_public_origin(origin)
     if authenticator is not None and gateway.approvals is not None:
@@ -179,7 +184,8 @@ def http_server(gateway: Gateway, config: BastionConfig, host: str, port: int,
         else None,
         session_ids=SealedSessionIds({"k1": key}, "k1"),
         graceful_timeout=settings.drain_timeout, reraise_signals=False,
-        authenticator=authenticator, fallback=web_app(routes) if routes else None,
+        authenticator=authenticator, on_refusal=gateway.auth_refused,
+        fallback=web_app(routes) if routes else None,
     )
 
 

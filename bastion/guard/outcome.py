@@ -49,7 +49,7 @@ class Outcome:
     def target(self) -> str | None:
         """The tool, prompt or resource as the client named it."""
         target = self.call.target
-        return getattr(target, "name", None)
+        return getattr(target, "key", None)
 
     @property
     def error_code(self) -> int | None:

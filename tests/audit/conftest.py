@@ -1,4 +1,5 @@
-"""Helpers for the audit tests: real SQLite trails written by a real `AuditLog`."""
+"""Helpers for the audit tests: real SQLite and PostgreSQL trails written by a real
+`AuditLog` (PostgreSQL: a private server started by `tests.postgres`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bastion.audit import AuditLog, load_or_create_signing_key
+from bastion.audit import AuditLog, AuditStore, load_or_create_signing_key
+from tests.postgres import pg_dsn, postgres_server  # noqa: F401
 
 
-async def write_trail(path: Path, key: Ed25519PrivateKey, count: int, *,
+async def write_trail(path: Path | AuditStore, key: Ed25519PrivateKey, count: int, *,
                       instance: str = "gw-1", **options: object) -> None:
     """Write `count` records (checkpoint every 20 unless told) and close the log."""
     options.setdefault("checkpoint_every", 20)

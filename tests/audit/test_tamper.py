@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bastion.audit import AuditStoreError, verify_database
+from bastion.audit import AuditStoreError, Checkpoint, public_key_raw_b64, verify_database
 from tests.audit.conftest import write_trail
 
 
@@ -138,3 +139,33 @@ def test_spec_audit_verify_bad_input(tmp_path: Path) -> None:
     garbage.write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(AuditStoreError):
         verify_database(garbage)
+
+
+def test_spec_audit_inserted_record_is_named(trail: Path) -> None:
+    # Renumber the records after seq 10 and slip in one chained from seq 10.
+    with sqlite3.connect(trail) as connection:
+        connection.execute("UPDATE records SET seq = seq + 1000 WHERE seq > 10")
+        connection.execute("UPDATE records SET seq = seq - 999 WHERE seq > 1000")
+        prev = connection.execute("SELECT hash FROM records WHERE seq = 10").fetchone()[0]
+        body = b'{"instance":"gw-1","record":{"forged":true},"seq":11}'
+        connection.execute("INSERT INTO records VALUES ('gw-1', 11, ?, ?, ?)",
+                           (hashlib.sha256(prev + body).digest(), prev, body))
+    connection.close()
+    instance, seq, reason = _problem(trail)
+    assert (instance, seq) == ("gw-1", 12) and "chain" in reason
+
+
+def test_spec_audit_checkpoint_forged_with_other_key_is_named(trail: Path) -> None:
+    # Truncate to 45 and sign a new final checkpoint with the attacker's own key.
+    attacker = Ed25519PrivateKey.generate()
+    with sqlite3.connect(trail) as connection:
+        connection.execute("DELETE FROM records WHERE seq > 45")
+        connection.execute("DELETE FROM checkpoints WHERE seq = 50")
+        head = connection.execute("SELECT hash FROM records WHERE seq = 45").fetchone()[0]
+        point = Checkpoint("gw-1", 45, head, 45, 1.0)
+        raw = base64.b64decode(public_key_raw_b64(attacker.public_key()))
+        connection.execute("INSERT INTO checkpoints VALUES ('gw-1', 45, ?, 45, 1.0, ?, ?)",
+                           (head, point.sign(attacker), raw))
+    connection.close()
+    instance, seq, reason = _problem(trail)
+    assert (instance, seq) == ("gw-1", 20) and "different keys" in reason

@@ -20,8 +20,14 @@ from bastion.audit import (
     AuditLog,
     AuditRecordError,
     AuditStoreError,
+    PostgresStore,
+    SQLiteStore,
+    open_audit_log,
+    open_reader,
     verify_database,
+    verify_store,
 )
+from bastion.config.audit import AuditConfig
 from tests.audit.conftest import write_trail
 
 
@@ -167,4 +173,80 @@ async def test_spec_audit_writer_failure_fails_closed(
     with pytest.raises(AuditClosedError, match="failed"):
         await log.log({"n": 9})
     with pytest.raises(AuditClosedError, match=r"UNIQUE|constraint"):
+        await log.aclose()
+
+
+async def test_spec_audit_queue_depth(tmp_path: Path, signing_key: Ed25519PrivateKey) -> None:
+    log = AuditLog(tmp_path / "audit.sqlite3", signing_key, "gw-1", queue_size=10)
+    await log.start()
+    assert log.queue_depth == 0
+    for n in range(3):  # the writer cannot run between these calls
+        await log.log({"n": n})
+    assert log.queue_depth == 3
+    await log.aclose()
+    assert log.queue_depth == 0 and log.seq == 3
+
+
+async def test_spec_audit_open_audit_log_from_config(
+        tmp_path: Path, pg_dsn: str, signing_key: Ed25519PrivateKey) -> None:
+    state = tmp_path / "state"
+    config = AuditConfig(instance="gw-cfg", batch_size=2, checkpoint_every=2)
+    log = open_audit_log(config, state_dir=state, base_dir=None, key=signing_key)
+    assert isinstance(log.store, SQLiteStore) and log.instance == "gw-cfg"
+    assert log.store.path == state / "audit.sqlite3"
+    await log.start()
+    for n in range(4):
+        await log.log({"n": n})
+    await log.aclose()
+    assert _checkpoint_seqs(state / "audit.sqlite3") == [2, 4]
+    relative = AuditConfig(sqlite=Path("logs/a.sqlite3"))
+    assert open_audit_log(relative, state_dir=state, base_dir=tmp_path,
+                          key=signing_key).store.path == tmp_path / "logs/a.sqlite3"  # type: ignore[attr-defined]
+
+    log = open_audit_log(AuditConfig.model_validate({"postgres": pg_dsn, "instance": "gw-pg"}),
+                         state_dir=state, base_dir=None, key=signing_key)
+    assert isinstance(log.store, PostgresStore)
+    await log.start()
+    await log.log({"n": 1})
+    await log.aclose()
+    reader = await open_reader(dsn=pg_dsn)
+    try:
+        report = await verify_store(reader)
+    finally:
+        await reader.close()
+    assert report.ok and report.records == {"gw-pg": 1}
+
+
+async def test_spec_audit_committed_record_is_written_ahead_of_the_batch(
+        tmp_path: Path, signing_key: Ed25519PrivateKey) -> None:
+    db = tmp_path / "audit.sqlite3"
+    # Ordinary records wait up to 30 s for their batch; a committed one does not.
+    log = AuditLog(db, signing_key, "gw-1", flush_interval=30.0, batch_size=1000)
+    assert not log.running
+    await log.start()
+    assert log.running
+    await log.log({"event": "call", "n": 1})
+    await asyncio.sleep(0.05)  # the writer is now gathering a batch around record 1
+    assert await log.log({"event": "intent", "n": 2}, committed=True)
+    assert [body["record"]["n"] for body in _bodies(db)] == [2]  # type: ignore[index]
+    await log.aclose()
+    assert not log.running
+    assert [body["record"]["n"] for body in _bodies(db)] == [2, 1]  # type: ignore[index]
+    assert verify_database(db).ok
+
+
+async def test_spec_audit_committed_record_fails_closed(
+        tmp_path: Path, signing_key: Ed25519PrivateKey) -> None:
+    db = tmp_path / "audit.sqlite3"
+    log = AuditLog(db, signing_key, "gw-1", full_policy="drop", queue_size=1)
+    await log.start()
+    with sqlite3.connect(db) as connection:  # seq 1 is taken behind the writer's back
+        connection.execute("INSERT INTO records VALUES ('gw-1', 1, x'00', x'00', x'00')")
+    connection.close()
+    with pytest.raises(AuditClosedError, match=r"UNIQUE|constraint"):
+        await log.log({"event": "intent"}, committed=True)
+    assert not log.running
+    with pytest.raises(AuditClosedError):
+        await log.log({"event": "intent"}, committed=True)
+    with pytest.raises(AuditClosedError):
         await log.aclose()

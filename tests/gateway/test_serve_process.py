@@ -201,6 +201,28 @@ async def test_serve_without_config_runs_the_embedded_defaults(serve_process) ->
     await served.stop()
 
 
+async def test_json_logs_and_the_observability_routes_of_a_served_gateway(
+        serve_process, tmp_path) -> None:
+    config = write_config(tmp_path, {"mcpServers": {"peer": upstream(TOOL_SERVER)}})
+    served = await serve_process("--config", str(config), "--log-format", "json",
+                                 "--log-level", "debug")
+    origin = served.url.removesuffix("/mcp")
+    async with connect_http(served.url) as client:
+        assert text_of(await client.call_tool("peer__echo", {"text": "hi"})) == "hi"
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"{origin}/metrics")).text
+        ready = await http.get(f"{origin}/readyz")
+    assert 'bastion_requests_total{method="tools/call",status="ok",tool="peer__echo",' \
+        'upstream="peer"} 1.0' in metrics
+    assert ready.status_code == 200, ready.text
+    await served.stop()
+    lines = [json.loads(line) for line in served.log.read_text().splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    assert any(READY_LINE in line["message"] for line in lines)
+
+
 # -- serving over stdio -----------------------------------------------------------------------
 
 

@@ -7,6 +7,10 @@ request and tells approvers in the background (the webhook never delays or fails
 once by a decision made in this process and polling the store for one made elsewhere (the CLI,
 another replica); `consume` lets the approved call run once, exactly as approved.
 
+`on_event`, when given, hears of every change of state this process makes, by name:
+"opened", "approved", "denied", "expired", "withdrawn" (the metrics count them). It is
+called synchronously and must be cheap; an exception from it is logged, never raised.
+
 The requester is compared by issuer and subject, not by agent: the same person through another
 agent is still the requester. Anyone who may approve may also deny; the requester may deny
 (or `withdraw`) their own request, since that only takes a call away.
@@ -68,7 +72,8 @@ class ApprovalService:
     def __init__(self, config: ApprovalsConfig, store: ApprovalStore, *,
                  redactor: Redactor | None = None, classes: ClassCache | None = None,
                  http: HTTPClient | None = None, poll_interval: float = POLL_INTERVAL,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 on_event: Callable[[str], None] | None = None) -> None:
         self.config = config
         self.store = store
         self.rules = ApprovalRules(config, classes)
@@ -77,6 +82,7 @@ class ApprovalService:
                         if config.webhook is not None else None)
         self.poll_interval = poll_interval
         self.clock = clock
+        self.on_event = on_event
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._notices: set[asyncio.Task[bool]] = set()
 
@@ -113,6 +119,7 @@ class ApprovalService:
             approver_subjects=rule.approver_subjects, self_approval=rule.self_approval,
             created_at=now, expires_at=now + rule.expiry)
         await self.store.acreate(request)
+        self._event("opened")
         self._notify(request)
         return request
 
@@ -130,7 +137,7 @@ class ApprovalService:
             while True:
                 request = await self.store.aget(approval_id)
                 if request.status == "pending" and self.clock() >= request.expires_at:
-                    await asyncio.to_thread(self.store.expire_due, self.clock())
+                    await self.expire_due()
                     continue
                 left = deadline - loop.time()
                 if request.status != "pending" or left <= 0:
@@ -157,6 +164,7 @@ class ApprovalService:
         request = await asyncio.to_thread(
             self.store.withdraw, approval_id, by.for_audit() if by is not None else None,
             reason, now=self.clock())
+        self._event("withdrawn")
         self._wake(approval_id)
         return request
 
@@ -192,7 +200,7 @@ class ApprovalService:
     async def list(self, status: Status | None = None, limit: int = 100
                    ) -> list[ApprovalRequest]:
         """Requests, newest first, after recording the expiry of those past due."""
-        await asyncio.to_thread(self.store.expire_due, self.clock())
+        await self.expire_due()
         return await self.store.alist(status, limit)
 
     async def events(self, approval_id: str) -> list[ApprovalEvent]:
@@ -201,6 +209,7 @@ class ApprovalService:
     async def expire_due(self) -> list[str]:
         expired = await asyncio.to_thread(self.store.expire_due, self.clock())
         for approval_id in expired:
+            self._event("expired")
             self._wake(approval_id)
         return expired
 
@@ -230,8 +239,16 @@ class ApprovalService:
             raise ApprovalNotPending(request.status)
         decided = await asyncio.to_thread(self.store.decide, approval_id, status,
                                           approver.for_audit(), reason, now=self.clock())
+        self._event(status)
         self._wake(approval_id)
         return decided
+
+    def _event(self, name: str) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(name)
+            except Exception:  # a listener (metrics) must not fail the approval
+                logger.exception("approval event listener failed on %r", name)
 
     def _wake(self, approval_id: str) -> None:
         for event in self._waiters.get(approval_id, ()):

@@ -8,7 +8,8 @@ escaped, so an argument cannot make a link or a mention. With a `secret`, the he
 
 Sending never raises and never blocks the call: the service runs it in the background, with a
 bounded total time; failures are logged with the receiver's host only (a Slack webhook URL is
-itself a credential).
+itself a credential). `SignedPoster` is that delivery on its own, shared with the anomaly
+alerts (`bastion.telemetry.alerts`).
 """
 
 from __future__ import annotations
@@ -43,23 +44,23 @@ def json_payload(request: ApprovalRequest, link: str | None) -> dict[str, Any]:
     return {"event": EVENT, "approval": {
         "id": request.id, "rule": request.rule, "who": request.principal,
         "agent": request.agent, "tool": request.tool, "upstream": request.upstream,
-        "arguments": request.arguments_shown, "expires_at": _iso(request.expires_at),
+        "arguments": request.arguments_shown, "expires_at": iso_utc(request.expires_at),
         "url": approval_link(link, request.id)}}
 
 
 def slack_payload(request: ApprovalRequest, link: str | None) -> dict[str, Any]:
-    who = _escape(str(request.principal.get("sub", "?")))
-    tool = _escape(request.tool)
+    who = slack_escape(str(request.principal.get("sub", "?")))
+    tool = slack_escape(request.tool)
     arguments = orjson.dumps(request.arguments_shown, option=orjson.OPT_INDENT_2).decode()
     if len(arguments) > _MAX_SLACK_ARGUMENTS:
         arguments = arguments[:_MAX_SLACK_ARGUMENTS] + "\n…"
     # A backquote would end the code block the arguments are shown in.
-    arguments = _escape(arguments.replace("`", "'"))
+    arguments = slack_escape(arguments.replace("`", "'"))
     url = approval_link(link, request.id)
-    text = f"Approval needed: {who} wants to run {tool} (rule {_escape(request.rule)})"
-    fields = [f"*Who:* {who}", f"*Agent:* {_escape(request.agent or '-')}",
-              f"*Tool:* {tool}", f"*Upstream:* {_escape(request.upstream)}",
-              f"*Expires:* {_iso(request.expires_at)}", f"*Id:* {request.id}"]
+    text = f"Approval needed: {who} wants to run {tool} (rule {slack_escape(request.rule)})"
+    fields = [f"*Who:* {who}", f"*Agent:* {slack_escape(request.agent or '-')}",
+              f"*Tool:* {tool}", f"*Upstream:* {slack_escape(request.upstream)}",
+              f"*Expires:* {iso_utc(request.expires_at)}", f"*Id:* {request.id}"]
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
@@ -78,27 +79,24 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class Webhook:
-    """POSTs approval notices to one configured receiver."""
+class SignedPoster:
+    """POSTs JSON bodies to one configured receiver: signed when a secret is set, bounded by
+    the configured timeout, and never raising (failures are logged with the host only)."""
 
-    def __init__(self, config: WebhookConfig, *, link: str | None = None,
+    def __init__(self, config: WebhookConfig, *, label: str, logger: logging.Logger,
                  http: HTTPClient | None = None) -> None:
         self.config = config
-        self.link = link
+        self.label = label
+        self.logger = logger
         self._own_http = http is None
         self._http = http if http is not None else HTTPClient(
             connect_timeout=config.timeout, limit=4)
         self._host = urlsplit(config.url).hostname
 
-    def body(self, request: ApprovalRequest) -> bytes:
-        payload = (slack_payload if self.config.format == "slack" else json_payload)(
-            request, self.link)
-        return orjson.dumps(payload)
-
-    async def send(self, request: ApprovalRequest) -> bool:
-        """POST the notice; True when the receiver answered 2xx. Never raises."""
-        body = self.body(request)
-        headers = {"Content-Type": "application/json", "User-Agent": "bastion-approvals"}
+    async def post(self, body: bytes, about: str) -> bool:
+        """POST `body`; True when the receiver answered 2xx. `about` names what was sent,
+        for the log (never a secret). Never raises."""
+        headers = {"Content-Type": "application/json", "User-Agent": f"bastion-{self.label}s"}
         if self.config.secret is not None:
             headers[SIGNATURE_HEADER] = sign(self.config.secret.get_secret_value(), body)
         try:
@@ -108,12 +106,12 @@ class Webhook:
                 await response.read(_MAX_RESPONSE)
                 status = response.status
         except (HTTPClientError, OSError, ValueError) as exc:
-            logger.warning("approval webhook to %s failed for approval %s: %s", self._host,
-                           request.id, type(exc).__name__)
+            self.logger.warning("%s webhook to %s failed for %s: %s", self.label, self._host,
+                                about, type(exc).__name__)
             return False
         if not 200 <= status < 300:
-            logger.warning("approval webhook to %s answered %s for approval %s", self._host,
-                           status, request.id)
+            self.logger.warning("%s webhook to %s answered %s for %s", self.label, self._host,
+                                status, about)
             return False
         return True
 
@@ -122,10 +120,34 @@ class Webhook:
             await self._http.aclose()
 
 
-def _escape(text: str) -> str:
+class Webhook:
+    """POSTs approval notices to one configured receiver."""
+
+    def __init__(self, config: WebhookConfig, *, link: str | None = None,
+                 http: HTTPClient | None = None) -> None:
+        self.config = config
+        self.link = link
+        self._poster = SignedPoster(config, label="approval", logger=logger, http=http)
+
+    def body(self, request: ApprovalRequest) -> bytes:
+        payload = (slack_payload if self.config.format == "slack" else json_payload)(
+            request, self.link)
+        return orjson.dumps(payload)
+
+    async def send(self, request: ApprovalRequest) -> bool:
+        """POST the notice; True when the receiver answered 2xx. Never raises."""
+        return await self._poster.post(self.body(request), f"approval {request.id}")
+
+    async def aclose(self) -> None:
+        await self._poster.aclose()
+
+
+def slack_escape(text: str) -> str:
+    """`text` safe inside a Slack mrkdwn message."""
     # Slack's mrkdwn control characters: an argument cannot make a link or a mention.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _iso(epoch: float) -> str:
+def iso_utc(epoch: float) -> str:
+    """`epoch` as an ISO 8601 UTC time ending in Z."""
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")

@@ -60,7 +60,10 @@ class Judgement:
         return sorted({finding.code for finding in self.findings})
 
     def for_audit(self) -> dict[str, Any]:
-        return {"action": self.action, "codes": self.codes}
+        if not self.findings:
+            return {"action": self.action, "codes": []}
+        return {"action": self.action, "codes": self.codes,
+                "severity": str(max(finding.severity for finding in self.findings))}
 
 
 PASS = Judgement("ignore", ())

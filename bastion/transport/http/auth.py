@@ -11,7 +11,8 @@ effect.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bastion.protocol.principal import Principal
@@ -31,6 +32,26 @@ class AuthChallenge(Exception):
         self.message = message
         self.www_authenticate = www_authenticate
         self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRefusal:
+    """A request refused for its credentials, as the endpoint reports it (for the audit
+    trail and metrics): never the credential itself."""
+
+    status: int
+    error: str | None
+    message: str
+    #: The JSON-RPC method and id when the body was read (a scope refusal), else None.
+    method: str | None
+    request_id: Any
+    #: The peer address and User-Agent, as the connection gave them.
+    remote: str | None
+    user_agent: str | None
+
+
+#: Told of every refusal; must not raise.
+RefusalHook = Callable[[AuthRefusal], Awaitable[None]]
 
 
 class HttpAuthenticator(Protocol):

@@ -71,7 +71,12 @@ from bastion.protocol.routing_headers import (
 from bastion.protocol.versions import LATEST_LEGACY, LEGACY_VERSIONS
 from bastion.session.context import IncomingRequest
 from bastion.session.server_side import EraRouter, ServerApp
-from bastion.transport.http.auth import AuthChallenge, HttpAuthenticator
+from bastion.transport.http.auth import (
+    AuthChallenge,
+    AuthRefusal,
+    HttpAuthenticator,
+    RefusalHook,
+)
 from bastion.transport.http.coalescing import CoalescingHttpToolsProtocol
 from bastion.transport.http.legacy_sessions import LegacyEndpoint, SessionRegistry
 from bastion.transport.http.session_ids import SessionIds
@@ -160,6 +165,7 @@ class McpHttpEndpoint:
         header_check: HeaderCheck | None = None,
         session_ids: SessionIds | None = None,
         authenticator: HttpAuthenticator | None = None,
+        on_refusal: RefusalHook | None = None,
         fallback: ASGIApp | None = None,
     ) -> None:
         self.app = app
@@ -188,6 +194,8 @@ class McpHttpEndpoint:
         self.legacy = LegacyEndpoint(app, self.router, self.sessions,
                                      keepalive=keepalive_interval, retry_ms=retry_ms)
         self.authenticator = authenticator
+        #: Told of each request refused for its credentials (the gateway's audit trail).
+        self.on_refusal = on_refusal
         #: Serves every other path (well-known metadata, OAuth callbacks, admin), after
         #: the Host check; without one, other paths are 404.
         self.fallback = fallback
@@ -248,11 +256,12 @@ class McpHttpEndpoint:
                 principal = await self.authenticator.authenticate(
                     headers, scope.get("query_string", b""))
             except AuthChallenge as exc:
+                await self._report(exc, scope, headers, None, None)
                 await _refuse(send, exc)
                 return
         method = scope["method"]
         if method == "POST":
-            await self._post(headers, principal, receive, send)
+            await self._post(headers, principal, receive, send, scope)
         elif method in ("GET", "DELETE"):
             await self._get_or_delete(method, headers, principal, receive, send)
         else:
@@ -298,8 +307,19 @@ class McpHttpEndpoint:
 
     # -- POST -----------------------------------------------------------------------------
 
+    async def _report(self, challenge: AuthChallenge, scope: Scope, headers: dict[str, str],
+                      method: str | None, request_id: Any) -> None:
+        if self.on_refusal is None:
+            return
+        client = scope.get("client")
+        await self.on_refusal(AuthRefusal(
+            status=challenge.status, error=challenge.error, message=challenge.message,
+            method=method, request_id=request_id,
+            remote=f"{client[0]}:{client[1]}" if client else None,
+            user_agent=headers.get("user-agent")))
+
     async def _post(self, headers: dict[str, str], principal: Principal | None,
-                    receive: Receive, send: Send) -> None:
+                    receive: Receive, send: Send, scope: Scope) -> None:
         content_type = headers.get("content-type")
         if content_type is not None and not _is_json(content_type):
             await send_error(send, 415, InvalidRequest("Content-Type must be application/json"))
@@ -336,6 +356,7 @@ class McpHttpEndpoint:
                 self.authenticator.check_access(  # type: ignore[union-attr]
                     principal, message.method, message.params or {})
             except AuthChallenge as exc:
+                await self._report(exc, scope, headers, message.method, message.id)
                 await _refuse(send, exc, message.id)
                 return
         if self._is_modern(message, headers.get(PROTOCOL_VERSION_HEADER)):

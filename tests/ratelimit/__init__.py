@@ -1,0 +1,1 @@
+"""Rate limits and quotas: the state store, the configuration, the stage, the gateway."""
