@@ -101,6 +101,11 @@ CASES: dict[str, tuple[str, str]] = {
     "gateway": ("gateway", "bastion serve, HTTP upstream"),
     "gateway-noaudit": ("gateway, audit off", "bastion serve, HTTP upstream, audit.enabled "
                         "false (what the audit trail costs: gateway minus this)"),
+    "gateway-bare": ("gateway, no audit/metrics/alerts",
+                     "bastion serve, HTTP upstream, audit, metrics, health probes and anomaly "
+                     "rules off (guard stages only)"),
+    "gateway-traced": ("gateway, traced", "bastion serve, HTTP upstream, defaults plus "
+                       "tracing (every request sampled; spans made, not exported)"),
     "gateway-stdio": ("gateway, stdio upstream", "bastion serve, the upstream as its child"),
     "gateway-auth": ("gateway, JWT + policy",
                      "bastion serve, HTTP upstream, auth.mode dev (a signed JWT per request) "
@@ -114,6 +119,13 @@ CASES: dict[str, tuple[str, str]] = {
 }
 DEFAULT_CASES = ("direct", "relay", "relay-aiohttp", "gateway", "gateway-auth", "fastmcp",
                  "fastmcp-shared", "gateway-stdio")
+#: Gateway cases that differ from `gateway` only in their settings: what each part costs.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "gateway-noaudit": {"audit": {"enabled": False}},
+    "gateway-bare": {"audit": {"enabled": False}, "metrics": {"enabled": False},
+                     "health": {"enabled": False}, "anomalies": {"enabled": False}},
+    "gateway-traced": {"tracing": {"enabled": True}},
+}
 #: The resource URL of the authenticated gateway (the `aud` of its bench token).
 AUTH_RESOURCE = "https://bench.example/mcp"
 #: relay case -> the client its relay forwards with (gateway_peers.py relay --client)
@@ -195,11 +207,12 @@ def processes_running(cases: list[str], workdir: Path,
                 config = gateway_config(workdir, case, {"url": upstream.url}, upstream_protocol)
                 targets[case] = Target(case, start(case, "gateway", gateway_argv(config)),
                                        upstream.proc.pid)
-            elif case == "gateway-noaudit":
+            elif case in VARIANTS:
                 config = gateway_config(workdir, case, {"url": upstream.url}, upstream_protocol,
-                                        audit={"enabled": False})
-                targets[case] = Target(case, start(case, "gateway, audit off",
-                                                   gateway_argv(config)), upstream.proc.pid)
+                                        state_dir=str(workdir / f"{case}-state"),
+                                        **VARIANTS[case])
+                targets[case] = Target(case, start(case, CASES[case][0], gateway_argv(config)),
+                                       upstream.proc.pid)
             elif case == "gateway-auth":
                 state = workdir / "auth-state"
                 config = gateway_config(

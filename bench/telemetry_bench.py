@@ -1,4 +1,4 @@
-"""CPU µs per request that tracing adds to the gateway's hot path.
+"""CPU µs per request that tracing and metrics add to the gateway's hot path.
 
     python bench/telemetry_bench.py [--calls 20000] [--repeat 5]
 
@@ -10,6 +10,8 @@ and `finish(outcome)`. Legs:
 - `unsampled`: enabled, `sample_ratio: 0` and no parent (spans made, nothing exported);
 - `sampled-otlp`: enabled, every span queued, batched and encoded as OTLP/JSON by the
   `OtlpSink` (all but the socket write);
+- `metrics`: tracing off, the Prometheus metrics observing each request;
+- `metrics+otlp`: both, as `sampled-otlp` (the issue's budget: <= 20 µs together);
 - `sampled-memory`: enabled, handed to the SDK's `InMemorySpanExporter` (`SdkSink`);
 - `sdk-otlp-encode`: as `sampled-memory`, with the SDK's own OTLP protobuf encoding of the
   spans instead: what exporting with the SDK's OTLP exporter would cost;
@@ -48,6 +50,7 @@ from bastion.guard.pipeline import Call
 from bastion.protocol.versions import Era
 from bastion.session.context import IncomingRequest
 from bastion.session.server_side import ServerRequest
+from bastion.telemetry.metrics import GatewayMetrics
 from bastion.telemetry.otlp import OtlpSink
 from bastion.telemetry.tracing import NO_TRACING, GatewayTracer, Tracer
 
@@ -73,7 +76,8 @@ def _request(parent: bool) -> ServerRequest:
                          incoming)
 
 
-def one_request(tracer: Tracer, request: ServerRequest) -> None:
+def one_request(tracer: Tracer, request: ServerRequest,
+                metrics: GatewayMetrics | None = None) -> None:
     call = Call(request, None, None, _Target())
     with tracer.call_span(call) as span:
         with tracer.guard_span("request"):
@@ -81,7 +85,10 @@ def one_request(tracer: Tracer, request: ServerRequest) -> None:
         params = {"name": "isolate_host", "_meta": {}}
         with tracer.upstream_span("edr", "tools/call", params) as hop:
             hop.set_result({"content": []})
-        span.finish(Outcome(call, 0.0, 0.0, result={"content": []}))
+        outcome = Outcome(call, 0.0, 0.0, result={"content": []})
+        span.finish(outcome)
+        if metrics is not None:
+            metrics.observe(outcome)
 
 
 def _sdk_reference() -> tuple[Callable[[], None], Callable[[], object]]:
@@ -136,7 +143,8 @@ class _NoNetwork(OtlpSink):
         self.bytes = len(body)
 
 
-def _otlp_leg(with_parent: ServerRequest) -> tuple[Callable[[], None], Callable[[], object]]:
+def _otlp_leg(with_parent: ServerRequest, metrics: GatewayMetrics | None = None
+              ) -> tuple[Callable[[], None], Callable[[], object]]:
     config = TracingConfig(enabled=True, otlp_endpoint="http://127.0.0.1:4318/v1/traces")
     tracer = GatewayTracer(config)
     tracer.sink = _NoNetwork(config, max_queue=1 << 20)
@@ -150,7 +158,7 @@ def _otlp_leg(with_parent: ServerRequest) -> tuple[Callable[[], None], Callable[
         # As the sink's task would: export every batch, so the queue stays short (a long
         # one costs the garbage collector, not the tracer).
         nonlocal count
-        one_request(tracer, with_parent)
+        one_request(tracer, with_parent, metrics)
         count += 1
         if count % 256 == 0:
             loop.run_until_complete(tracer.flush())
@@ -179,6 +187,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with_parent, without = _request(True), _request(False)
+    metrics = GatewayMetrics()
     memory = InMemorySpanExporter()
     memory_tracer = GatewayTracer(TracingConfig(enabled=True), exporter=memory)
     unsampled = GatewayTracer(TracingConfig(enabled=True, sample_ratio=0.0))
@@ -196,6 +205,8 @@ def main() -> None:
         ("off", lambda: one_request(NO_TRACING, with_parent), lambda: None),
         ("unsampled", lambda: one_request(unsampled, without), lambda: None),
         ("sampled-otlp", *_otlp_leg(with_parent)),
+        ("metrics", lambda: one_request(NO_TRACING, with_parent, metrics), lambda: None),
+        ("metrics+otlp", *_otlp_leg(with_parent, metrics)),
         ("sampled-memory", in_memory, memory_flush),
         ("sdk-otlp-encode", *_sdk_otlp_encoding(with_parent)),
         ("sdk-spans", *_sdk_reference()),
@@ -203,7 +214,7 @@ def main() -> None:
     # The harness (building the Call, Outcome and params) is measured with NO_TRACING; what
     # tracing adds is each leg minus it (the SDK-span leg has no harness).
     baseline = measure(legs[0][1], args.calls, args.repeat)
-    print(f"{'leg':16} {'µs/request':>11} {'added by tracing':>17}")
+    print(f"{'leg':16} {'µs/request':>11} {'added':>17}")
     for name, run, flush in legs:
         cost = baseline if name == "off" else measure(run, args.calls, args.repeat, flush)
         added = cost if name == "sdk-spans" else cost - baseline

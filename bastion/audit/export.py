@@ -59,17 +59,23 @@ def severity(stored: StoredRecord) -> int:
 
 def _extension(stored: StoredRecord) -> list[tuple[str, Any]]:
     when = stored.time
+    remote = stored.text("remote")
+    host, _, port = remote.rpartition(":") if remote else ("", "", "")
     return [
         ("rt", None if when is None else int(when * 1000)),
         ("cat", stored.text("event")),
         ("suser", stored.text("principal", "sub")),
+        ("src", host.strip("[]") or None), ("spt", port if port.isdigit() else None),
+        ("requestClientApplication", stored.text("user_agent")),
         ("requestMethod", stored.text("method")),
         ("act", stored.text("decision", "effect")),
         ("outcome", stored.text("status")),
-        ("reason", stored.text("decision", "reason") or stored.text("error", "message")),
+        ("reason", stored.text("decision", "reason") or stored.text("error", "message")
+         or stored.text("alert", "summary")),
         ("externalId", stored.text("request_id")),
-        ("cs1Label", "upstream"), ("cs1", stored.text("upstream")),
-        ("cs2Label", "tool"), ("cs2", stored.text("target")),
+        ("cs1Label", "upstream"),
+        ("cs1", stored.text("upstream") or stored.text("alert", "upstream")),
+        ("cs2Label", "tool"), ("cs2", stored.text("target") or stored.text("alert", "tool")),
         ("cs3Label", "rule"), ("cs3", stored.text("decision", "rule")),
         ("cs4Label", "agent"), ("cs4", stored.text("principal", "client_id")),
         ("cs5Label", "instance"), ("cs5", stored.instance),
@@ -82,10 +88,18 @@ def _extension(stored: StoredRecord) -> list[tuple[str, Any]]:
 
 def to_cef(stored: StoredRecord, version: str = __version__) -> str:
     """One CEF:0 line (no trailing newline)."""
-    signature = stored.text("method") or stored.text("event") or "audit"
-    target = stored.text("target")
-    status = stored.text("status") or stored.text("event") or "record"
-    name = f"{signature} {target} {status}" if target else f"{signature} {status}"
+    event = stored.text("event")
+    if event == "alert":  # an anomaly rule: its rule names the signature, its summary says it
+        signature = f"anomaly/{stored.text('alert', 'rule') or 'alert'}"
+        name = stored.text("alert", "summary") or signature
+    elif event == "refusal":  # credentials refused at the HTTP endpoint
+        signature = "auth/refusal"
+        name = f"credentials refused: {stored.text('error', 'code') or 'refused'}"
+    else:
+        signature = stored.text("method") or event or "audit"
+        target = stored.text("target")
+        status = stored.text("status") or event or "record"
+        name = f"{signature} {target} {status}" if target else f"{signature} {status}"
     header = "|".join(["CEF:0", "Bastion", "MCP Gateway", cef_header(version),
                        cef_header(signature), cef_header(name), str(severity(stored))])
     # A label whose value is absent is left out with it.

@@ -165,7 +165,20 @@ def _when(stored: StoredRecord) -> str:
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _target(stored: StoredRecord) -> str:
+    """The target; for an alert its rule and tool, for a refusal the RFC 6750 error."""
+    event = stored.text("event")
+    if event == "alert":
+        rule, tool = stored.text("alert", "rule"), stored.text("alert", "tool")
+        return f"{rule or 'alert'}: {tool}" if tool else (rule or "alert")
+    if event == "refusal":
+        return stored.text("error", "code") or "-"
+    return stored.text("target") or "-"
+
+
 def _outcome(stored: StoredRecord) -> Text:
+    if stored.text("event") == "alert":
+        return Text(f"alert/{stored.text('alert', 'severity') or '?'}", style="magenta")
     status = stored.text("status") or stored.text("event") or "-"
     effect = stored.text("decision", "effect")
     style = {"ok": "green", "denied": "red", "error": "red", "tool_error": "yellow"}.get(
@@ -182,7 +195,7 @@ def _table(records: list[StoredRecord], header: bool = True) -> Table:
             _when(stored), stored.instance, str(stored.seq),
             stored.text("principal", "sub") or "-", stored.text("principal", "client_id") or "-",
             stored.text("method") or stored.text("event") or "-",
-            stored.text("target") or "-", _outcome(stored),
+            _target(stored), _outcome(stored),
             f"{latency:.1f} ms" if isinstance(latency, int | float) else "-")
     return table
 

@@ -60,7 +60,11 @@ class Outcome:
     @property
     def status(self) -> Status:
         if self.error is not None:
-            return "denied" if self.error_code in REFUSAL_CODES else "error"
+            if self.error_code in REFUSAL_CODES:
+                return "denied"
+            # A target the policy hides is answered like an unknown one, but was refused.
+            decision = self.call.notes.get("policy")
+            return "error" if getattr(decision, "allowed", True) else "denied"
         result = self.result or {}
         kind = result.get("resultType")
         if kind == "input_required":

@@ -122,3 +122,25 @@ def test_spec_audit_export_cef_other_shapes_and_limits() -> None:
 def test_spec_audit_export_cef_value_round_trip(value: str) -> None:
     _, ext = parse_cef(f"CEF:0|a|b|c|d|e|1|k={cef_value(value)} z=1")
     assert ext["k"] == value and ext["z"] == "1"
+
+
+def test_spec_audit_export_cef_alerts_and_refusals() -> None:
+    alert = stored({"v": 1, "event": "alert", "time": 1.5, "severity": "high",
+                    "principal": {"sub": "alice"},
+                    "alert": {"rule": "first_use", "tool": "edr__isolate_host",
+                              "upstream": "edr", "summary": "alice called edr__isolate_host "
+                              "for the first time"}})
+    header, fields = parse_cef(to_cef(alert))
+    assert header[4:7] == ["anomaly/first_use",
+                           "alice called edr__isolate_host for the first time", "8"]
+    assert (fields["cs1"], fields["cs2"], fields["suser"]) == ("edr", "edr__isolate_host",
+                                                               "alice")
+    refusal = stored({"v": 1, "event": "refusal", "time": 2.0, "status": "denied",
+                      "http_status": 401, "error": {"code": "invalid_token",
+                                                    "message": "the token has expired"},
+                      "remote": "10.1.2.3:51234", "user_agent": "agent/1.0"})
+    header, fields = parse_cef(to_cef(refusal))
+    assert header[4:6] == ["auth/refusal", "credentials refused: invalid_token"]
+    assert (fields["src"], fields["spt"], fields["requestClientApplication"]) == (
+        "10.1.2.3", "51234", "agent/1.0")
+    assert fields["reason"] == "the token has expired"

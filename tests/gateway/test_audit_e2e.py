@@ -22,7 +22,8 @@ import orjson
 import pytest
 import yaml
 
-from bastion.audit import verify_database
+from bastion.audit import PostgresReader, verify_database, verify_store
+from bastion.audit.query import RecordQuery
 from bastion.client import connect_http
 from bastion.protocol.errors import MCPError
 from tests.gateway.conftest import LiveGateway, make_config
@@ -35,6 +36,7 @@ from tests.gateway.test_auth_e2e import (
     secured,
 )
 from tests.identity.conftest import Idp
+from tests.postgres import pg_dsn, postgres_server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -70,13 +72,18 @@ async def test_every_decision_and_call_is_recorded_without_secrets(idp: Idp, tmp
         with pytest.raises(MCPError) as denied:
             await client.call_tool("edr__isolate_host", {"host": "srv-db-01", "reason": "x"})
         assert denied.value.code == -32003
+    analyst = idp.mint(sub="alice", roles=["analyst"], scope="mcp:tools edr:write")
+    async with connect_http(live.url, bearer_token=analyst) as client:
+        with pytest.raises(MCPError) as hidden:  # answered like an unknown tool
+            await client.call_tool("edr__isolate_host", {"host": "ws-017", "reason": "x"})
+        assert hidden.value.code == -32602
     assert (await post(live.url, modern_call(ISOLATE), modern_headers(None))).status_code == 401
     bad = idp.mint(aud="https://other.example")
     assert (await post(live.url, modern_call(ISOLATE), modern_headers(bad))).status_code == 401
 
     trail = tmp_path / "audit.sqlite3"
     found = await settled(trail, lambda rs: sum(r["event"] == "refusal" for r in rs) >= 2
-                          and sum(r.get("method") == "tools/call" for r in rs) >= 2)
+                          and sum(r.get("method") == "tools/call" for r in rs) >= 3)
     calls = [r for r in found if r["event"] == "call" and r["method"] == "tools/call"]
     allowed = next(r for r in calls if r["status"] == "ok")
     assert allowed["principal"]["sub"] == "bob"
@@ -91,10 +98,16 @@ async def test_every_decision_and_call_is_recorded_without_secrets(idp: Idp, tmp
     assert len(allowed["result"]["sha256"]) == 64 and allowed["latency_ms"] > 0
     assert allowed["pin"]["status"] and allowed["request_id"] is not None
 
-    refused = next(r for r in calls if r["status"] == "denied")
+    refused = next(r for r in calls if r["status"] == "denied"
+                   and r["principal"]["sub"] == "bob")
     assert refused["error"]["code"] == -32003
     assert refused["decision"]["rule"] == "never-isolate-servers"
     assert "result" not in refused
+    # Hidden from alice, so told "unknown tool"; the trail says what it was: a denial.
+    hidden_record = next(r for r in calls if r["principal"]["sub"] == "alice")
+    assert (hidden_record["status"], hidden_record["error"]["code"]) == ("denied", -32602)
+    assert hidden_record["decision"] == {**hidden_record["decision"], "rule": "default",
+                                         "allowed": False}
 
     refusals = [r for r in found if r["event"] == "refusal"]
     assert {r["http_status"] for r in refusals} == {401}
@@ -149,6 +162,25 @@ async def test_audit_can_be_turned_off(tmp_path, gateway_http):
     async with connect_http(live.url) as client:
         await client.call_tool("edr__list_hosts", {})
     assert live.gateway.audit is None
+    assert not (tmp_path / "audit.sqlite3").exists()
+
+
+async def test_the_gateway_writes_its_trail_into_postgresql(tmp_path, gateway_http,
+                                                             pg_dsn):  # noqa: F811
+    live = await gateway_http(make_config(
+        {"edr": {"command": sys.executable, "args": ["-m", "bastion.testing.soc", "edr"]}},
+        state_dir=str(tmp_path), audit={"postgres": pg_dsn, "instance": "gw-pg-1"}))
+    async with connect_http(live.url) as client:
+        await client.call_tool("edr__list_hosts", {})
+    await live.gateway.audit.aclose()  # the final checkpoint is signed
+    reader = await PostgresReader.open(pg_dsn)
+    try:
+        report = await verify_store(reader)
+        stored = await reader.query(RecordQuery(tool="edr__list_hosts"))
+    finally:
+        await reader.close()
+    assert report.ok and set(report.records) == {"gw-pg-1"} and report.checkpoints["gw-pg-1"]
+    assert [(r.instance, r.record["status"]) for r in stored] == [("gw-pg-1", "ok")]
     assert not (tmp_path / "audit.sqlite3").exists()
 
 
