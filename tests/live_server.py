@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from typing import Any
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def start_uvicorn(server: Any, **serve_options: Any) -> tuple[asyncio.Task[None], int]:

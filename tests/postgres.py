@@ -26,6 +26,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.live_server import free_port
+
 _START_TIMEOUT = 30.0
 _databases = itertools.count(1)
 
@@ -68,14 +70,6 @@ def _as_owner(command: list[str]) -> list[str]:
     return [runuser, "-u", "postgres", "--", *command]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _start(bindir: Path, base: Path, *, durable: bool = False
            ) -> tuple[PostgresServer, subprocess.Popen[bytes]]:
     """initdb into `base`/data and start the server; `durable=False` (tests) turns fsync off."""
@@ -91,7 +85,7 @@ def _start(bindir: Path, base: Path, *, durable: bool = False
                           capture_output=True, text=True, check=False, timeout=120)
     if init.returncode != 0:
         pytest.fail(f"initdb failed ({init.returncode}): {init.stderr.strip()[-2000:]}")
-    port = _free_port()
+    port = free_port()
     fast = [] if durable else ["-c", "fsync=off", "-c", "synchronous_commit=off",
                                "-c", "full_page_writes=off"]
     with log.open("wb") as output:

@@ -23,11 +23,12 @@ def open_store(config: AuditConfig, *, state_dir: Path,
 
 
 def open_audit_log(config: AuditConfig, *, state_dir: Path, base_dir: Path | None,
-                   key: Ed25519PrivateKey) -> AuditLog:
-    """The gateway's audit log as configured; call `await log.start()` before `log()` and
+                   key: Ed25519PrivateKey, listener: str | None = None) -> AuditLog:
+    """The gateway's audit log as configured (`listener`, e.g. the port, names the chain
+    when `instance` does not); call `await log.start()` before `log()` and
     `await log.aclose()` at shutdown."""
     return AuditLog(open_store(config, state_dir=state_dir, base_dir=base_dir), key,
-                    config.instance_id(), queue_size=config.queue_size,
+                    config.instance_id(listener), queue_size=config.queue_size,
                     full_policy=config.full_policy, batch_size=config.batch_size,
                     flush_interval=config.flush_ms / 1000,
                     checkpoint_every=config.checkpoint_every,

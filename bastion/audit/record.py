@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-import orjson
-
+from bastion.audit.chain import canonical
 from bastion.guard.outcome import Outcome
 from bastion.guard.pipeline import Call
+from bastion.guard.redact.redactor import Redactor
 
 RECORD_VERSION = 1
 #: Requests that decide nothing and touch no upstream: not recorded.
@@ -36,15 +36,9 @@ _NOTES = ("pin", "scan", "scan_result", "redaction", "approval", "rate_limit")
 ArgumentMode = Literal["redacted", "digest"]
 
 
-class Redacting(Protocol):
-    """Anything with `redact_arguments(dict) -> (dict, report)` (bastion.guard.redact)."""
-
-    def redact_arguments(self, arguments: dict[str, Any]) -> tuple[dict[str, Any], Any]: ...
-
-
-def digest(value: Any) -> tuple[str, int]:
-    """SHA-256 (hex) and size of the canonical JSON (sorted keys) of a JSON value."""
-    data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+def digest(value: Mapping[str, Any]) -> tuple[str, int]:
+    """SHA-256 (hex) and size of the canonical JSON of a JSON object (as the chain writes)."""
+    data = canonical(value)
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
@@ -52,7 +46,7 @@ class RecordBuilder:
     """Builds the records of one gateway (its argument capture settings)."""
 
     def __init__(self, *, arguments: ArgumentMode = "redacted", max_argument_bytes: int = 4096,
-                 redactor: Redacting | None = None) -> None:
+                 redactor: Redactor | None = None) -> None:
         if arguments == "redacted" and redactor is None:
             raise ValueError("redacted argument capture needs a redactor")
         self.arguments = arguments
@@ -145,10 +139,9 @@ class RecordBuilder:
         except Exception:  # too large to check, or not redactable: keep no values
             captured["omitted"] = "not redactable"
             return captured
-        if shown is arguments and size <= self.max_argument_bytes:
-            captured["value"] = arguments
-            return captured
-        if len(orjson.dumps(shown)) <= self.max_argument_bytes:
+        # Nothing redacted: the size is the one just measured.
+        shown_size = size if shown is arguments else len(canonical(shown))
+        if shown_size <= self.max_argument_bytes:
             captured["value"] = shown
         else:
             captured["omitted"] = f"larger than {self.max_argument_bytes} bytes"

@@ -21,13 +21,17 @@ a secret (masked in dumps and messages); put its password in an environment vari
 
 from __future__ import annotations
 
+import os
 import socket
+from itertools import count
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 DEFAULT_AUDIT_DB = "audit.sqlite3"
+#: Gateways of one process without a configured instance id get distinct chains.
+_LOCAL_IDS = count(1)
 
 
 class AuditConfig(BaseModel):
@@ -77,6 +81,13 @@ class AuditConfig(BaseModel):
         path = self.sqlite.expanduser()
         return path if path.is_absolute() else (base_dir or Path.cwd()) / path
 
-    def instance_id(self) -> str:
-        """The chain's instance id: configured, or the host name."""
-        return self.instance or socket.gethostname() or "bastion"
+    def instance_id(self, listener: str | None = None) -> str:
+        """The chain's instance id: configured, else the host and the listener (`:8000`),
+        else (stdio, embedded) host, process and a counter, so gateways running side by side
+        on one host never write the same chain."""
+        if self.instance is not None:
+            return self.instance
+        host = socket.gethostname() or "bastion"
+        if listener is not None:
+            return f"{host}:{listener}"
+        return f"{host}:pid{os.getpid()}:{next(_LOCAL_IDS)}"

@@ -176,7 +176,7 @@ class Gateway:
             await self.audit.start(listener)
         if self.anomalies is not None:
             if self.audit is not None:
-                self.anomalies.audit_sink = self.audit.alert
+                self.anomalies.audit_sink = self.audit.write
             await self.anomalies.start()
         await self.pipeline.start()
         await self.pool.start()
@@ -350,16 +350,14 @@ class Gateway:
         with tracer.call_span(call) as span:
             try:
                 result = await self._handle(call)
-            except asyncio.CancelledError as exc:
+            except (Exception, asyncio.CancelledError) as exc:
                 outcome = Outcome(call, started, time.perf_counter() - clock, error=exc)
                 span.finish(outcome)
-                # Not awaited: this task is being cancelled (the client went away).
-                asyncio.get_running_loop().create_task(self._finished(outcome, audit))
-                raise
-            except Exception as exc:
-                outcome = Outcome(call, started, time.perf_counter() - clock, error=exc)
-                span.finish(outcome)
-                await self._finished(outcome, audit)
+                if isinstance(exc, asyncio.CancelledError):
+                    # Not awaited: this task is being cancelled (the client went away).
+                    asyncio.get_running_loop().create_task(self._finished(outcome, audit))
+                else:
+                    await self._finished(outcome, audit)
                 raise
             outcome = Outcome(call, started, time.perf_counter() - clock, result=result)
             span.finish(outcome)

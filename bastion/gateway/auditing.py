@@ -16,16 +16,13 @@ demands a record first are refused.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
-from itertools import count
 from typing import Any
 
 from bastion.audit import AuditClosedError, AuditLog, AuditRecordError, AuditStoreError
 from bastion.audit.factory import open_audit_log
 from bastion.audit.record import UNRECORDED_METHODS, RecordBuilder
-from bastion.audit.signing import AuditKeyError, load_or_create_signing_key
+from bastion.audit.signing import load_or_create_signing_key
 from bastion.config import BastionConfig, resolve_state_dir
 from bastion.guard.outcome import Outcome
 from bastion.guard.pipeline import Call
@@ -34,8 +31,6 @@ from bastion.protocol.errors import InternalError
 
 logger = logging.getLogger("bastion.audit")
 _COMPLAINT_INTERVAL = 10.0
-#: Gateways of one process without a configured instance id get distinct chains.
-_LOCAL_IDS = count(1)
 
 
 class AuditUnavailable(InternalError):
@@ -47,15 +42,6 @@ class AuditUnavailable(InternalError):
                          f"before it runs, and the audit trail could not commit one ({reason})"
                          "; retry later or ask the gateway's operator",
                          data={"reason": "audit_unavailable"})
-
-
-def default_instance(listener: str | None) -> str:
-    """The chain id of a gateway without `audit.instance`: host and listener (`:8000`), or
-    host, process and a counter when it is not serving a port (stdio, embedded)."""
-    host = socket.gethostname() or "bastion"
-    if listener is not None:
-        return f"{host}:{listener}"
-    return f"{host}:pid{os.getpid()}:{next(_LOCAL_IDS)}"
 
 
 class GatewayAudit:
@@ -84,13 +70,10 @@ class GatewayAudit:
     async def start(self, listener: str | None = None) -> None:
         """Open the store and start the writer; AuditStoreError or AuditKeyError if the
         trail cannot be kept (the gateway does not start without it)."""
-        settings = self.config.audit
         state_dir = resolve_state_dir(self.config)
-        key = load_or_create_signing_key(state_dir)
-        if settings.instance is None:
-            settings = settings.model_copy(update={"instance": default_instance(listener)})
-        self.log = open_audit_log(settings, state_dir=state_dir,
-                                  base_dir=self.config.base_dir, key=key)
+        self.log = open_audit_log(self.config.audit, state_dir=state_dir,
+                                  base_dir=self.config.base_dir,
+                                  key=load_or_create_signing_key(state_dir), listener=listener)
         await self.log.start()
 
     async def aclose(self) -> None:
@@ -108,9 +91,10 @@ class GatewayAudit:
         """Queue the record of a finished request (never raises)."""
         try:
             record = self.builder.call(outcome, trace_id)
-            await self._log(record)
         except Exception as exc:  # a broken record must not break the answer
             self._complain(exc)
+            return
+        await self.write(record)
 
     async def before_execute(self, call: Call, trace_id: str | None) -> None:
         """For a call whose rule asks for it: commit an `intent` record, or refuse."""
@@ -129,22 +113,16 @@ class GatewayAudit:
 
     async def refused(self, **facts: Any) -> None:
         """Record a request the HTTP endpoint refused for its credentials (never raises)."""
+        await self.write(RecordBuilder.refusal(time=time.time(), **facts))
+
+    async def write(self, record: dict[str, Any]) -> None:
+        """Queue a record (an anomaly alert, say); never raises: a failure is logged."""
         try:
-            await self._log(RecordBuilder.refusal(time=time.time(), **facts))
+            if self.log is None:
+                raise AuditClosedError("the audit trail is not running")
+            await self.log.log(record)
         except Exception as exc:
             self._complain(exc)
-
-    async def alert(self, record: dict[str, Any]) -> None:
-        """Record an anomaly alert (never raises)."""
-        try:
-            await self._log(record)
-        except Exception as exc:
-            self._complain(exc)
-
-    async def _log(self, record: dict[str, Any]) -> None:
-        if self.log is None:
-            raise AuditClosedError("the audit trail is not running")
-        await self.log.log(record)
 
     def _complain(self, exc: Exception) -> None:
         now = time.monotonic()
@@ -153,4 +131,4 @@ class GatewayAudit:
             logger.error("audit record not written: %s", exc)
 
 
-__all__ = ["AuditKeyError", "AuditUnavailable", "GatewayAudit", "default_instance"]
+__all__ = ["AuditUnavailable", "GatewayAudit"]

@@ -60,11 +60,9 @@ class Outcome:
     @property
     def status(self) -> Status:
         if self.error is not None:
-            if self.error_code in REFUSAL_CODES:
-                return "denied"
             # A target the policy hides is answered like an unknown one, but was refused.
-            decision = self.call.notes.get("policy")
-            return "error" if getattr(decision, "allowed", True) else "denied"
+            refused = self.error_code in REFUSAL_CODES or self.refused_by_policy
+            return "denied" if refused else "error"
         result = self.result or {}
         kind = result.get("resultType")
         if kind == "input_required":
@@ -72,6 +70,11 @@ class Outcome:
         if kind == "task" or "task" in result:
             return "task"
         return "tool_error" if result.get("isError") is True else "ok"
+
+    @property
+    def refused_by_policy(self) -> bool:
+        """Whether the policy refused the request (whatever error the client was told)."""
+        return getattr(self.call.notes.get("policy"), "allowed", True) is False
 
     @property
     def rule(self) -> str | None:

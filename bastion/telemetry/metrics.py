@@ -153,14 +153,7 @@ class GatewayMetrics:
         """Count one finished request (the `Observer` protocol; never raises)."""
         try:
             call = outcome.call
-            target = call.target
-            method = call.request.method
-            if target is None:
-                key = ("", method, "unknown")
-            else:
-                key = (getattr(target, "upstream", None) or "", method,
-                       getattr(target, "key", None) or getattr(target, "name", None)
-                       or "unknown")
+            key = (outcome.upstream or "", call.request.method, outcome.target or "unknown")
             series = self._series.get(key)
             if series is None:
                 series = self._bind(key)
@@ -213,9 +206,8 @@ class GatewayMetrics:
         self._errors[kind].inc()
         # A denied target the principal may not see is answered as unknown (-32602): the
         # policy's decision, not the code, says it was a denial.
-        decision = outcome.call.notes.get("policy")
-        if decision is not None and getattr(decision, "allowed", True) is False:
-            self._count_denial(str(getattr(decision, "rule", None) or "default"))
+        if outcome.refused_by_policy:
+            self._count_denial(str(outcome.rule or "default"))
 
     def _count_denial(self, rule: str) -> None:
         child = self._denial_children.get(rule)

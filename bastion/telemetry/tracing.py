@@ -252,9 +252,8 @@ class CallSpan(Span):
         """Take the request's ending from `outcome`: target, upstream, rule, client, status."""
         attributes = self.attributes
         call = outcome.call
-        target = call.target
-        key = getattr(target, "key", None) or getattr(target, "name", None)
-        kind = getattr(target, "kind", None)
+        key = outcome.target
+        kind = getattr(call.target, "kind", None)
         if isinstance(key, str):
             if kind in ("tool", "prompt"):
                 self.name = f"{outcome.method} {key[:MAX_NAME]}"

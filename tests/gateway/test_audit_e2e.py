@@ -36,6 +36,7 @@ from tests.gateway.test_auth_e2e import (
     secured,
 )
 from tests.identity.conftest import Idp
+from tests.live_server import free_port
 from tests.postgres import pg_dsn, postgres_server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.timeout(90)
@@ -187,14 +188,6 @@ async def test_the_gateway_writes_its_trail_into_postgresql(tmp_path, gateway_ht
 # -- kill -9 under load ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def _wait_listening(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -209,7 +202,7 @@ async def _wait_listening(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 async def test_kill_9_under_load_leaves_a_verifiable_trail_with_every_answered_call(tmp_path):
-    port = _free_port()
+    port = free_port()
     config = {
         "server": {"host": "127.0.0.1", "port": port},
         "state_dir": str(tmp_path / "state"),

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from bastion.client import connect_http, connect_stdio
+from tests.live_server import free_port
 
 from .test_faults import MODES, RAW_TOOLS, TOOL_SERVER, eventually, text_of
 
@@ -38,12 +39,6 @@ LADDER = 6.0
 
 class UncleanExit(AssertionError):
     """`bastion serve` did not exit 0 after SIGTERM."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def cli_env(tmp_path: Path) -> dict[str, str]:

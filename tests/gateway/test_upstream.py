@@ -12,7 +12,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +31,7 @@ from bastion.gateway.resilience import Backoff, CircuitBreaker
 from bastion.gateway.upstream import Upstream, UpstreamPool
 from bastion.protocol.errors import INTERNAL_ERROR, MCPError, MethodNotFound
 from bastion.session.client_side import ClientHandlers
+from tests.live_server import free_port
 
 PEERS = Path(__file__).parent / "peers"
 EVERYTHING = ["-m", "bastion.testing.everything"]
@@ -353,12 +353,6 @@ async def test_lifecycle_misuse_is_refused_clearly(make):
 
 
 # -- Streamable HTTP ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start_http_server(port: int) -> asyncio.subprocess.Process:

@@ -19,17 +19,12 @@ import pytest
 from mcp import Client
 
 from tests.http.conftest import CAPS, LEGACY, META, MODERN
+from tests.live_server import free_port
 from tests.schema_check import validate_message
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_TOOLS = REPO / "tools" / "mcp-node"
 CONFORMANCE = NODE_TOOLS / "node_modules" / ".bin" / "conformance"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ from bastion.transport.http.h1client import (
     ServerDisconnected,
     TotalTimeout,
 )
+from tests.live_server import free_port
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -187,12 +188,6 @@ async def get(client: HTTPClient, url: str, **options: Any) -> bytes:
     """GET `url` and read the whole body."""
     async with await client.request("GET", url, {}, **options) as answer:
         return await answer.read(1 << 20)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # -- well-formed answers -----------------------------------------------------------------------

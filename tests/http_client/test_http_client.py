@@ -32,6 +32,7 @@ from bastion.session.errors import EraDetectionError, RequestTimeout
 from bastion.transport.http.client import StreamableHTTPChannel
 from bastion.transport.http.sse_parser import SSEDecoder, SSEEventTooLarge, SSELineTooLong
 from bastion.transport.http.wire import http_failure
+from tests.live_server import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -142,12 +143,6 @@ PEER_CONFIGS = {
     "stateless-json": ["streamable-http", "json", "stateless"],
     "http+sse": ["sse"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
